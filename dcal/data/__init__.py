@@ -1,0 +1,1 @@
+"""Datasets as distributed, synthetic datasets, samplers and transforms."""

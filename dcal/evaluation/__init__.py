@@ -1,0 +1,1 @@
+"""Classification accuracy, Re-ID ranking metrics and re-ranking."""

@@ -1,0 +1,1 @@
+"""Figures: attention rollout and GLCA maps, Re-ID rank lists."""
