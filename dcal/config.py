@@ -1,0 +1,280 @@
+"""The typed configuration of a training or evaluation run.
+
+A :class:`Config` is a plain dataclass of sections (``model``, ``data``, ``optim``, ``train``,
+``loss``, ``eval``), in the spirit of nanoGPT's configuration: no global state, no registry.  It is
+built from, in order of precedence,
+
+1. the defaults below, which are the synthetic FGVC demo that ``dcal train`` runs with no arguments;
+2. a YAML file (``--config``), nested by section;
+3. ``key=value`` overrides with dotted keys (``optim.lr=1e-4``, ``model.glca=false``), whose values
+   are parsed as YAML scalars.
+
+Every key is checked: an unknown or misspelt key raises :class:`~dcal.errors.ConfigError` naming
+the closest valid key, and a value of the wrong type raises one naming the key and the expected
+type.  :func:`save_config` writes the resolved configuration (``config.yaml`` in the run folder);
+:func:`config_from_dict` rebuilds it from a checkpoint.
+
+The paper's settings per dataset (DESIGN §2) live in ``configs/fgvc/*.yaml`` and
+``configs/reid/*.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+from dcal.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The network: a timm ViT backbone with the DCAL branches (Sec. 3)."""
+
+    backbone: str = "vit_tiny_patch16_224"  # any timm VisionTransformer name
+    pretrained: Union[bool, str] = False  # True: timm's weights by name; a path: a local weights file
+    glca: bool = True  # global-local cross-attention branch (Sec. 3.2)
+    glca_ratio: Optional[float] = None  # R, share of patch tokens GLCA attends from; None: 0.1 FGVC, 0.3 Re-ID
+    pwca_blocks: int = 12  # T, PWCA blocks (Sec. 3.3); 0 turns PWCA off
+    drop_path_rate: float = 0.1  # stochastic depth
+    timm_kwargs: dict = field(  # passed to timm.create_model (e.g. a small ViT for the demo)
+        default_factory=lambda: {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}
+    )
+
+
+@dataclass
+class DataConfig:
+    """The dataset, its splits and the input pipeline."""
+
+    dataset: str = "demo-fgvc"  # a name in dcal.data.catalog
+    root: str = "data/demo-fgvc"  # the dataset's folder (`dcal demo-data` writes the synthetic ones)
+    options: dict = field(default_factory=dict)  # parser options of the dataset (e.g. MSMT17's val split)
+    train_split: str = "train"
+    test_split: str = "test"  # FGVC; Re-ID always evaluates query against gallery
+    img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
+    resize_size: Optional[list] = None  # resize before cropping, [height, width]; None: the transform's default
+    batch_size: int = 32  # images per optimiser step over all processes and accumulation steps
+    num_instances: int = 4  # Re-ID: images per identity in a batch (P x K sampling)
+    num_workers: int = 2  # data-loader processes per training process
+    skip_corrupt: bool = False  # skip unreadable images instead of stopping
+
+
+@dataclass
+class OptimConfig:
+    """The optimiser: AdamW for FGVC, SGD for Re-ID (DESIGN §2)."""
+
+    name: str = "adamw"  # any timm optimizer name (adamw, sgd, ...)
+    lr: float = 5e-4
+    lr_reference_batch: Optional[int] = 512  # lr is scaled by batch_size / this; None: used as given
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # SGD only
+
+
+@dataclass
+class TrainConfig:
+    """The schedule and the training loop's switches."""
+
+    epochs: int = 30
+    warmup_epochs: float = 2.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+    accum_steps: int = 1  # gradient accumulation: micro-batches per optimiser step
+    clip_grad: Optional[float] = None  # max gradient norm; None: no clipping
+    amp: bool = False  # mixed precision: bfloat16 on the CPU, float16 with a GradScaler on CUDA
+    ema: bool = False  # keep an exponential moving average of the weights (evaluated and saved as best)
+    ema_decay: float = 0.9998
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA if available), cpu, cuda
+    eval_every: int = 5  # epochs between evaluations (the last epoch is always evaluated)
+    checkpoint_every: int = 0  # also write checkpoints/last.pt every N optimiser steps; 0: per epoch only
+    save_safetensors: bool = False  # also write the weights of last/best as .safetensors
+    log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard
+
+
+@dataclass
+class LossConfig:
+    """The per-branch losses, combined with uncertainty weighting (Sec. 3.4)."""
+
+    label_smoothing: float = 0.0
+    triplet_margin: float = 0.3  # Re-ID hard-mining triplet loss
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation settings."""
+
+    batch_size: int = 64  # per process
+    metric: str = "euclidean"  # Re-ID distance: euclidean or cosine
+    re_ranking: bool = False  # Re-ID k-reciprocal re-ranking
+
+
+@dataclass
+class Config:
+    """A complete run: every section with its defaults (the synthetic FGVC demo)."""
+
+    task: str = "fgvc"  # fgvc or reid
+    name: str = "demo-fgvc"  # run name; the default output folder is runs/<name>
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+CHOICES = {
+    "task": ("fgvc", "reid"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "eval.metric": ("euclidean", "cosine"),
+}
+
+
+def valid_keys(cls=Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema (sections and their fields)."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        keys.append(key)
+        if dataclasses.is_dataclass(_hints(cls)[f.name]):
+            keys.extend(valid_keys(_hints(cls)[f.name], key + "."))
+    return keys
+
+
+def load_config(path=None, overrides=()) -> Config:
+    """The defaults, updated by the YAML file at ``path`` (if any), then by ``key=value`` strings."""
+    config = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
+        config = _merge(config, data, source=str(path))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=1e-4")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        config = _set(config, key.strip(), value, source="command line")
+    _check_choices(config)
+    return config
+
+
+def config_from_dict(data: dict, source: str = "checkpoint") -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint's ``config``)."""
+    config = _merge(Config(), data, source=source)
+    _check_choices(config)
+    return config
+
+
+def save_config(config: Config, path) -> None:
+    """Write the resolved configuration as YAML."""
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _merge(config: Config, data: dict, source: str, prefix: str = "") -> Config:
+    for key, value in data.items():
+        dotted = prefix + str(key)
+        if isinstance(value, dict) and dotted in _section_keys():
+            config = _merge(config, value, source, dotted + ".")
+        else:
+            config = _set(config, dotted, value, source)
+    return config
+
+
+def _section_keys() -> set:
+    return {f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(_hints(Config)[f.name])}
+
+
+def _set(config: Config, key: str, value: Any, source: str) -> Config:
+    if key not in valid_keys():
+        close = difflib.get_close_matches(key, valid_keys(), n=1, cutoff=0.0)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{source}: unknown config key {key!r}{hint}")
+    *sections, name = key.split(".")
+    owner = config
+    for section in sections:
+        owner = getattr(owner, section)
+    if dataclasses.is_dataclass(_hints(type(owner))[name]):
+        raise ConfigError(f"{source}: {key!r} is a section; set its keys, e.g. {key}.{dataclasses.fields(_hints(type(owner))[name])[0].name}=...")
+    setattr(owner, name, _coerce(value, _hints(type(owner))[name], key, source))
+    return config
+
+
+def _coerce(value, expected, key: str, source: str):
+    """``value`` as the annotated type ``expected``, or a ConfigError naming ``key``."""
+    origin = typing.get_origin(expected)
+    if origin is Union:
+        options = typing.get_args(expected)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key, source)
+            except ConfigError:
+                continue
+        raise _type_error(key, value, expected, source)
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif expected in (list, dict) or origin in (list, dict):
+        if isinstance(value, (origin or expected)):
+            return value
+        if isinstance(value, tuple) and (origin or expected) is list:
+            return list(value)
+    elif expected is Any:
+        return value
+    raise _type_error(key, value, expected, source)
+
+
+def _type_error(key, value, expected, source) -> ConfigError:
+    name = getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
+    return ConfigError(f"{source}: config key {key!r} expects {name}, got {value!r} ({type(value).__name__})")
+
+
+def _check_choices(config: Config) -> None:
+    for key, options in CHOICES.items():
+        owner, name = config, key
+        for part in key.split(".")[:-1]:
+            owner = getattr(owner, part)
+        name = key.split(".")[-1]
+        if getattr(owner, name) not in options:
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(options)}, got {getattr(owner, name)!r}")
+    size = config.data.img_size
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise ConfigError(f"config key 'data.img_size' expects [height, width] of positive ints, got {size!r}")
+
+
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)

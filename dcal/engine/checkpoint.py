@@ -1,0 +1,177 @@
+"""Checkpoints: written atomically, read without unpickling arbitrary objects.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts), so it loads with
+``torch.load(weights_only=True)``.  Keys:
+
+- ``model``: the model's state dict (the training weights); ``model_ema``: the EMA weights when
+  ``train.ema`` is on (those are the weights evaluated, and :func:`load_model` prefers them);
+- ``config``: the resolved configuration as a dict; ``task``; ``num_classes``; ``class_names``
+  (a list, or None for Re-ID identities);
+- the training state for an exact resume: ``optimizer``, ``scheduler``, ``criterion`` (the
+  learnable loss weights), ``scaler``, ``rng`` (torch, numpy, python, CUDA), ``epoch`` (the epoch
+  in progress), ``step_in_epoch`` (optimiser steps done in it), ``global_step``, ``best``, and
+  ``metrics_records`` (lines of metrics.jsonl written so far).
+
+Writes go to a temporary file in the same folder that is then renamed over the target
+(``os.replace``), so a run killed at any moment leaves either the old or the new checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcal.config import Config, config_from_dict
+from dcal.errors import CheckpointError, ConfigError
+
+FORMAT = "dcal-checkpoint-v1"
+
+# Settings that change the network's parameters: a checkpoint only fits a config that agrees on them.
+ARCHITECTURE_KEYS = (
+    ("task",),
+    ("model", "backbone"),
+    ("model", "glca"),
+    ("model", "timm_kwargs"),
+    ("data", "img_size"),
+)
+
+
+def save_checkpoint(state: dict, path) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def save_safetensors(state_dict: dict, path, metadata: dict) -> None:
+    """Write weights as ``.safetensors`` (atomically), with ``metadata`` (the config as JSON, ...)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
+    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # a truncated file, a pickle of arbitrary objects, not a torch file
+        raise CheckpointError(f"checkpoint {path} cannot be read safely (weights_only=True): {error}") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path} is not a dcal checkpoint (expected a dict with 'model' and 'config', found {keys}); "
+            "checkpoints are written by `dcal train` to <run>/checkpoints/{{last,best}}.pt"
+        )
+    return state
+
+
+def checkpoint_config(state: dict, path="checkpoint") -> Config:
+    """The resolved :class:`Config` stored in a checkpoint."""
+    try:
+        return config_from_dict(state["config"], source=f"config stored in {path}")
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from None
+
+
+def check_compatible(trained: Config, requested: Config, path="checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming every architecture setting on which the configs differ."""
+    differences = []
+    for key in ARCHITECTURE_KEYS:
+        a, b = _get(trained, key), _get(requested, key)
+        if a != b:
+            differences.append(f"{'.'.join(key)}: checkpoint has {a!r}, config asks for {b!r}")
+    if differences:
+        raise CheckpointError(f"{path} was trained with another architecture or task: " + "; ".join(differences))
+
+
+def load_model(path, map_location="cpu", *, config: Config | None = None, ema: bool | None = None):
+    """Rebuild the model from a checkpoint's own config and load its weights; returns ``(model, config)``.
+
+    ``config``: when given, it must describe the same architecture and task as the checkpoint
+    (:func:`check_compatible`); its other settings (data root, evaluation options) are returned in
+    place of the stored ones.  ``ema``: use the EMA weights (default: when the checkpoint has them).
+    The model is returned in eval mode.
+    """
+    from dcal.engine.model_setup import build_model
+
+    state = read_checkpoint(path, map_location)
+    trained = checkpoint_config(state, path)
+    if config is not None:
+        check_compatible(trained, config, path)
+    model = build_model(trained, int(state["num_classes"]), pretrained=False)
+    use_ema = ("model_ema" in state) if ema is None else ema
+    if use_ema and "model_ema" not in state:
+        raise CheckpointError(f"{path} holds no EMA weights (it was trained with train.ema=false)")
+    load_weights(model, state["model_ema" if use_ema else "model"], path)
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
+    return model, (config if config is not None else trained)
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:
+    """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` naming the keys that differ."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_few(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch {_few(shapes)}")
+        raise CheckpointError(f"weights in {path} do not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state_dict)
+
+
+def rng_state() -> dict:
+    """The random states of torch, numpy and python as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _get(config, key):
+    for part in key:
+        config = getattr(config, part)
+    return config
+
+
+def _few(items, n=4) -> str:
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
