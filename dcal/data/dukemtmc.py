@@ -1,0 +1,19 @@
+"""DukeMTMC-reID (Zheng et al., ICCV 2017) as ``DukeMTMC-reID.zip`` unpacks: Market-1501's layout
+(``bounding_box_train/``, ``query/``, ``bounding_box_test/``) with names like ``0001_c2_f0046182.jpg``."""
+
+from __future__ import annotations
+
+from dcal.data.market1501 import parse_market_layout
+from dcal.data.records import DatasetSplits
+
+LAYOUT = "bounding_box_train/, query/, bounding_box_test/ holding <pid>_c<camera>_f<frame>.jpg files"
+OFFICIAL = {
+    "train": {"images": 16522, "ids": 702, "cameras": 8},
+    "query": {"images": 2228, "ids": 702, "cameras": 8},
+    "gallery": {"images": 17661, "ids": 1110, "cameras": 8},
+}
+
+
+def load(root) -> DatasetSplits:
+    """DukeMTMC-reID train / query / gallery."""
+    return parse_market_layout(root, "dukemtmc", OFFICIAL, LAYOUT)

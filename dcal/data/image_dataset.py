@@ -1,0 +1,93 @@
+"""A torch ``Dataset`` over named records, and the image loader every part of dcal uses.
+
+Items are dicts: ``{"image": Tensor, "target": int, "index": int}`` plus ``"camid"`` for Re-ID
+records; ``target`` is the FGVC label or the (training-relabelled) Re-ID ``pid``; ``index`` is the
+record's position, so predictions can be traced back to files.
+
+A corrupt or unreadable image raises :class:`~dcal.errors.DatasetError` naming the file.  With
+``skip_corrupt=True`` it is instead skipped: a :class:`CorruptImageWarning` naming the file is
+issued, :attr:`ImageDataset.skipped` counts it (in the process that loaded it), and the item comes
+back as ``{"skipped": path, "index": i}``.  Use :func:`collate_skipping_corrupt` as the
+DataLoader's ``collate_fn``: it drops such items and lists their paths under ``batch["skipped"]``
+(an empty list when none were dropped), so the training loop can count them across worker
+processes and batches never contain silent zeros.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from dcal.data.records import ReIDRecord
+from dcal.errors import DatasetError
+
+
+class CorruptImageWarning(UserWarning):
+    """An unreadable image was skipped (``skip_corrupt=True``)."""
+
+
+def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
+    """The RGB image at ``path`` with ``crop_bottom`` rows removed (FGVC-Aircraft's banner).
+
+    Raises :class:`~dcal.errors.DatasetError` naming the file if it cannot be decoded.
+    """
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"cannot read image {path}: {error}") from None
+    if crop_bottom:
+        if image.height <= crop_bottom:
+            raise DatasetError(f"image {path} is {image.height} pixels high, too small to remove a {crop_bottom}-pixel banner")
+        image = image.crop((0, 0, image.width, image.height - crop_bottom))
+    return image
+
+
+def load_record_image(record) -> Image.Image:
+    """:func:`load_image` for an FGVC or Re-ID record (applying an FGVC record's ``crop_bottom``)."""
+    return load_image(record.path, getattr(record, "crop_bottom", 0))
+
+
+class ImageDataset(Dataset):
+    """Records → transformed image tensors with their targets."""
+
+    def __init__(self, records: list, transform=None, skip_corrupt: bool = False):
+        self.records = list(records)
+        self.transform = transform
+        self.skip_corrupt = skip_corrupt
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        try:
+            image = load_record_image(record)
+        except DatasetError as error:
+            if not self.skip_corrupt:
+                raise
+            self.skipped += 1
+            warnings.warn(f"skipping {error}", CorruptImageWarning, stacklevel=2)
+            return {"skipped": record.path, "index": index}
+        if self.transform is not None:
+            image = self.transform(image)
+        if isinstance(record, ReIDRecord):
+            return {"image": image, "target": record.pid, "index": index, "camid": record.camid}
+        return {"image": image, "target": record.label, "index": index}
+
+
+def collate_skipping_corrupt(items: list) -> dict:
+    """``default_collate`` of the readable items, with ``batch["skipped"]`` = paths of those dropped.
+
+    Raises :class:`~dcal.errors.DatasetError` if every item of the batch was unreadable.
+    """
+    skipped = [item["skipped"] for item in items if "skipped" in item]
+    good = [item for item in items if "skipped" not in item]
+    if not good:
+        raise DatasetError(f"every image of a batch was unreadable: {', '.join(skipped)}")
+    batch = default_collate(good)
+    batch["skipped"] = skipped
+    return batch

@@ -1,0 +1,60 @@
+"""MSMT17 (Wei et al., CVPR 2018) as ``MSMT17_V1`` (or ``MSMT17_V2``) unpacks.
+
+Layout: V1 ``train/``, ``test/``; V2 ``mask_train_v2/``, ``mask_test_v2/``; both with
+``list_train.txt``, ``list_val.txt``, ``list_query.txt``, ``list_gallery.txt`` whose lines are
+``<path relative to the train or test folder> <pid>``.  The camera is the third ``_`` field of the
+file name (``0000_000_01_0303morning_0015_0.jpg`` is camera 1).
+
+``include_val`` (default True, as TransReID) adds the ``list_val.txt`` images to training; torchreid
+and fast-reid leave them out (``include_val=False``).  Val identities are training identities.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dcal.data.layout import find_root, read_lines, require, require_files
+from dcal.data.records import DatasetSplits
+from dcal.data.reid_splits import build_reid_splits
+from dcal.errors import DatasetError
+
+DATASET = "msmt17"
+LAYOUT = ("train/ and test/ (V1) or mask_train_v2/ and mask_test_v2/ (V2), with list_train.txt, "
+          "list_val.txt, list_query.txt, list_gallery.txt (lines '<relative path> <pid>')")
+FOLDERS = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}
+OFFICIAL_TRAIN, OFFICIAL_VAL = 30248, 2373
+OFFICIAL = {
+    "query": {"images": 11659, "ids": 3060, "cameras": 15},
+    "gallery": {"images": 82161, "ids": 3060, "cameras": 15},
+}
+
+
+def read_list(list_path: Path, folder: Path) -> list[tuple[str, int, int]]:
+    """``(path, pid, 0-based camid)`` for each line of an MSMT17 list file."""
+    entries = []
+    for line in read_lines(list_path, DATASET, LAYOUT):
+        fields = line.split()
+        try:
+            relative, pid = fields[0], int(fields[1])
+            camera = int(Path(relative).name.split("_")[2])
+        except (IndexError, ValueError):
+            raise DatasetError(f"{DATASET}: line '{line}' of {list_path} is not '<relative path> <pid>' "
+                               "with a file name <pid>_<index>_<camera>_...") from None
+        entries.append((str(folder / relative), pid, camera - 1))
+    require_files([path for path, _, _ in entries], DATASET, list_path)
+    return entries
+
+
+def load(root, include_val: bool = True) -> DatasetSplits:
+    """MSMT17 train (+ val) / query / gallery."""
+    root = find_root(root, "list_query.txt", DATASET, LAYOUT)
+    version = "V2" if (root / FOLDERS["V2"][0]).is_dir() and not (root / FOLDERS["V1"][0]).is_dir() else "V1"
+    train_dir, test_dir = (require(root / name, DATASET, LAYOUT) for name in FOLDERS[version])
+    train = read_list(root / "list_train.txt", train_dir)
+    if include_val:
+        train += read_list(root / "list_val.txt", train_dir)
+    query = read_list(root / "list_query.txt", test_dir)
+    gallery = read_list(root / "list_gallery.txt", test_dir)
+    train_images = OFFICIAL_TRAIN + (OFFICIAL_VAL if include_val else 0)
+    official = {"train": {"images": train_images, "ids": 1041, "cameras": 15}, **OFFICIAL}
+    return build_reid_splits(DATASET, root, train, query, gallery, official)
