@@ -1,0 +1,83 @@
+"""Re-ID rank lists: a query and its top-k gallery images, true matches framed green, mistakes red.
+
+The ranking follows the evaluation protocol (DESIGN §3): gallery images of the query's identity
+taken by the query's camera are left out before ranking (they are not counted by mAP/CMC either),
+and the remaining gallery is sorted by ascending distance.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dcal.viz.figure_grid import BACKGROUND, TEXT, _font
+
+QUERY_COLOR = (40, 90, 220)
+MATCH_COLOR = (30, 160, 60)
+MISTAKE_COLOR = (220, 40, 40)
+BORDER = 4
+LABEL_HEIGHT = 30
+GAP = 6
+
+
+def ranked_gallery(
+    distances: np.ndarray,
+    query_pid: int,
+    query_camid: int,
+    gallery_pids: np.ndarray,
+    gallery_camids: np.ndarray,
+    topk: int,
+) -> np.ndarray:
+    """Indices of the ``topk`` nearest gallery items for one query (``distances``: (num_gallery,)),
+    leaving out same identity *and* same camera, nearest first (ties in gallery order)."""
+    order = np.argsort(np.asarray(distances), kind="stable")
+    junk = (np.asarray(gallery_pids)[order] == query_pid) & (np.asarray(gallery_camids)[order] == query_camid)
+    return order[~junk][:topk]
+
+
+def _tile(image: Image.Image, size: Sequence[int], color, lines: Sequence[str]) -> Image.Image:
+    """``image`` fitted to ``size`` inside a ``color`` frame of :data:`BORDER` pixels, with up to two
+    lines of text below."""
+    width, height = int(size[0]), int(size[1])
+    tile = Image.new("RGB", (width + 2 * BORDER, height + 2 * BORDER + LABEL_HEIGHT), BACKGROUND)
+    draw = ImageDraw.Draw(tile)
+    draw.rectangle([0, 0, width + 2 * BORDER - 1, height + 2 * BORDER - 1], fill=color)
+    tile.paste(image.convert("RGB").resize((width, height), Image.BICUBIC), (BORDER, BORDER))
+    font = _font()
+    for line_number, line in enumerate(lines[:2]):
+        draw.text((1, height + 2 * BORDER + 1 + 14 * line_number), line, fill=TEXT, font=font)
+    return tile
+
+
+def rank_list_row(
+    query: Image.Image,
+    gallery: Sequence[Image.Image],
+    matches: Sequence[bool],
+    *,
+    tile_size: Sequence[int] = (64, 128),
+    query_lines: Sequence[str] = ("query",),
+    gallery_lines: Optional[Sequence[Sequence[str]]] = None,
+) -> Image.Image:
+    """One query and its ranked gallery images, left to right.
+
+    The query is framed blue, then after a wider gap each gallery image is framed green when
+    ``matches[i]`` (same identity) and red otherwise; ``tile_size`` is each image's ``(width,
+    height)``, ``query_lines``/``gallery_lines[i]`` the (at most two) text lines under each tile.
+    The row is ``(1 + k) * (width + 2 * BORDER) + (k + 2) * GAP`` wide and
+    ``height + 2 * BORDER + LABEL_HEIGHT`` high for k gallery images.
+    """
+    if len(gallery) != len(matches):
+        raise ValueError(f"{len(gallery)} gallery images but {len(matches)} match flags")
+    gallery_lines = gallery_lines or [()] * len(gallery)
+    tiles = [_tile(query, tile_size, QUERY_COLOR, query_lines)]
+    tiles += [
+        _tile(image, tile_size, MATCH_COLOR if match else MISTAKE_COLOR, lines)
+        for image, match, lines in zip(gallery, matches, gallery_lines)
+    ]
+    tile_w, tile_h = tiles[0].size
+    row = Image.new("RGB", (len(tiles) * tile_w + (len(tiles) + 1) * GAP, tile_h), BACKGROUND)
+    for index, tile in enumerate(tiles):
+        row.paste(tile, (index * tile_w + index * GAP + (GAP if index else 0), 0))
+    return row

@@ -1,0 +1,82 @@
+"""The pointing game: mapping model-input pixels back through the eval transform, and scoring."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision import transforms as T
+from torchvision.transforms import v2
+
+from dcal.evaluation.localization import LocalizationError, input_view, patch_centres, pointing_hits
+
+
+def _coordinate_image(width, height):
+    """A float image whose two channels hold each pixel centre's own x and y (continuous coordinates)."""
+    ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    return torch.stack([xs, ys]).float()
+
+
+@pytest.mark.parametrize(
+    "image_size, transform",
+    [
+        ((200, 150), T.Compose([T.Resize(64, antialias=False), T.CenterCrop(56)])),
+        ((150, 233), T.Compose([T.Resize(64, antialias=False), T.CenterCrop((48, 40))])),
+        ((181, 97), T.Compose([T.Resize((70, 90), antialias=False), T.CenterCrop(64)])),
+        ((120, 100), T.Compose([T.Resize(40, antialias=False), T.CenterCrop(56)])),  # the crop pads
+        ((210, 160), v2.Compose([v2.Resize(80, antialias=False), v2.CenterCrop(65)])),
+        ((90, 300), T.Compose([T.Resize(50, max_size=120, antialias=False), T.CenterCrop(30)])),
+    ],
+)
+def test_input_view_matches_where_torchvision_moves_pixels(image_size, transform):
+    # Resampling a linear function is exact away from the borders, so after torchvision's own
+    # transform every interior output pixel still holds the image coordinates it came from; the
+    # view must map that output pixel's centre to the same point.  (antialias=False: the antialiasing
+    # filter's edge handling bends a linear function by a few hundredths of a pixel; the geometry
+    # it resizes to is the same.)
+    out = transform(_coordinate_image(*image_size))
+    view = input_view(transform, image_size)
+    assert view.input_size == (out.shape[2], out.shape[1])
+    ys, xs = torch.meshgrid(torch.arange(out.shape[1]) + 0.5, torch.arange(out.shape[2]) + 0.5, indexing="ij")
+    mapped = torch.from_numpy(view.to_image(torch.stack([xs, ys], dim=-1).numpy())).float()
+    (left, top, right, bottom), margin = view.box, 3 * max(view.scale)
+    interior = (
+        (mapped[..., 0] > max(left, 0) + margin)
+        & (mapped[..., 0] < min(right, image_size[0]) - margin)
+        & (mapped[..., 1] > max(top, 0) + margin)
+        & (mapped[..., 1] < min(bottom, image_size[1]) - margin)
+    )
+    assert interior.sum() > 0.3 * interior.numel()
+    torch.testing.assert_close(out.permute(1, 2, 0)[interior], mapped[interior], atol=2e-3, rtol=0)
+
+
+def test_input_view_refuses_random_geometry():
+    with pytest.raises(LocalizationError, match="RandomCrop"):
+        input_view(T.Compose([T.Resize(64, antialias=False), T.RandomCrop(56)]), (100, 100))
+
+
+def test_pointing_game_on_a_hand_computed_case():
+    # Image 100x80, Resize(40) -> 50x40 (scale 2), CenterCrop(32) -> left 9, top 4: an input pixel
+    # (x, y) is the image pixel (2 (x + 9), 2 (y + 4)).  Patches are 8x8 on a 4x4 grid.
+    transform = T.Compose([T.Resize(40, antialias=False), T.CenterCrop(32), T.ToTensor()])
+    view = input_view(transform, (100, 80))
+    assert view.box == (18.0, 8.0, 82.0, 72.0)
+    box = (50, 25, 20, 20)  # x 50..70, y 25..45
+    # patch (row 1, col 2): centre (20, 12) -> (58, 32), inside.  patch (0, 0): (4, 4) -> (26, 16), outside.
+    hit_rollout = np.full(16, 0.01)
+    hit_rollout[1 * 4 + 2] = 1.0
+    miss_rollout = np.full(16, 0.01)
+    miss_rollout[0] = 1.0
+    hits, chance = pointing_hits(np.stack([hit_rollout, miss_rollout]), (4, 4), [view, view], [box, box])
+    assert hits.tolist() == [True, False]
+    # centres in image x: 26, 42, 58, 74 and y: 16, 32, 48, 64 -> only (58, 32) lies in the box
+    assert chance.tolist() == [1 / 16, 1 / 16]
+
+
+def test_patch_centres_are_row_major():
+    centres = patch_centres((2, 3), (30, 20))
+    assert centres.tolist() == [[5, 5], [15, 5], [25, 5], [5, 15], [15, 15], [25, 15]]
+
+
+def test_pointing_hits_rejects_a_rollout_of_another_grid():
+    view = input_view(T.CenterCrop(32), (32, 32))
+    with pytest.raises(LocalizationError, match="4x4"):
+        pointing_hits(np.zeros((1, 15)), (4, 4), [view], [(0, 0, 1, 1)])
