@@ -20,6 +20,7 @@ The paper's settings per dataset (DESIGN §2) live in ``configs/fgvc/*.yaml`` an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import typing
@@ -40,10 +41,10 @@ class ModelConfig:
     pretrained: Union[bool, str] = False  # True: timm's weights by name; a path: a local weights file
     glca: bool = True  # global-local cross-attention branch (Sec. 3.2)
     glca_ratio: Optional[float] = None  # R, share of patch tokens GLCA attends from; None: 0.1 FGVC, 0.3 Re-ID
-    pwca_blocks: int = 12  # T, PWCA blocks (Sec. 3.3); 0 turns PWCA off
+    pwca_blocks: int = 4  # T, the leading blocks with PWCA (Sec. 3.3; the paper: 12), at most the depth; 0: off
     drop_path_rate: float = 0.1  # stochastic depth
     timm_kwargs: dict = field(  # passed to timm.create_model (e.g. a small ViT for the demo)
-        default_factory=lambda: {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}
+        default_factory=lambda: {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}
     )
 
 
@@ -51,13 +52,14 @@ class ModelConfig:
 class DataConfig:
     """The dataset, its splits and the input pipeline."""
 
-    dataset: str = "demo-fgvc"  # a name in dcal.data.catalog
+    dataset: str = "cub200"  # a name in dcal.data.catalog (the synthetic demos use the CUB and Market layouts)
     root: str = "data/demo-fgvc"  # the dataset's folder (`dcal demo-data` writes the synthetic ones)
+    synthetic: bool = True  # write the synthetic demo set (of the task) to root first if it is not there
     options: dict = field(default_factory=dict)  # parser options of the dataset (e.g. MSMT17's val split)
-    train_split: str = "train"
-    test_split: str = "test"  # FGVC; Re-ID always evaluates query against gallery
+    train_split: Optional[str] = None  # None: the dataset's own (train; trainval for FGVC-Aircraft)
+    test_split: Optional[str] = None  # FGVC evaluation split; None: test (Re-ID evaluates query vs gallery)
     img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
-    resize_size: Optional[list] = None  # resize before cropping, [height, width]; None: the transform's default
+    resize_size: Optional[list] = field(default_factory=lambda: [72, 72])  # resize before cropping, [height, width]; None: the transform's default
     batch_size: int = 32  # images per optimiser step over all processes and accumulation steps
     num_instances: int = 4  # Re-ID: images per identity in a batch (P x K sampling)
     num_workers: int = 2  # data-loader processes per training process
@@ -69,8 +71,8 @@ class OptimConfig:
     """The optimiser: AdamW for FGVC, SGD for Re-ID (DESIGN §2)."""
 
     name: str = "adamw"  # any timm optimizer name (adamw, sgd, ...)
-    lr: float = 5e-4
-    lr_reference_batch: Optional[int] = 512  # lr is scaled by batch_size / this; None: used as given
+    lr: float = 1e-3
+    lr_reference_batch: Optional[int] = None  # lr is scaled by batch_size / this; None: used as given
     weight_decay: float = 0.05
     momentum: float = 0.9  # SGD only
 
@@ -162,6 +164,14 @@ def load_config(path=None, overrides=()) -> Config:
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
         config = _merge(config, data, source=str(path))
+        if "name" not in data:
+            config.name = path.stem
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: Config, overrides=()) -> Config:
+    """A copy of ``config`` with ``key=value`` strings applied (values parsed as YAML scalars)."""
+    config = copy.deepcopy(config)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
