@@ -1,0 +1,66 @@
+"""``create_model``: a timm ViT by name, its weights, and the DCAL branches around it."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import timm
+
+from dcal.errors import CheckpointError, ConfigError
+from dcal.model.dcal_model import DCAL
+from dcal.model.pretrained import load_weights
+
+
+def create_model(
+    backbone: str,
+    num_classes: int,
+    *,
+    task: str = "fgvc",
+    img_size: Optional[Union[int, tuple[int, int]]] = None,
+    pretrained: Union[bool, str, os.PathLike] = False,
+    glca_ratio: Optional[float] = None,
+    pwca_blocks: Optional[int] = None,
+    glca: bool = True,
+    **timm_kwargs,
+) -> DCAL:
+    """Build a :class:`~dcal.model.dcal_model.DCAL` model on the timm backbone ``backbone``.
+
+    Args:
+        backbone: a timm model name, e.g. ``"deit_tiny_patch16_224"``, ``"vit_base_patch16_224"``,
+            ``"deit_tiny_distilled_patch16_224"``, ``"vit_base_r50_s16_224"``.
+        num_classes: classes (FGVC) or training identities (Re-ID).
+        task: ``"fgvc"`` (linear heads) or ``"reid"`` (BNNeck heads).
+        img_size: input size, an int (square) or ``(H, W)`` such as ``(256, 128)``; ``None`` keeps
+            the backbone's default.  Pretrained position embeddings are resampled to it.
+        pretrained: ``False``; ``True`` for timm's hub weights of ``backbone`` (needs the network);
+            or a path to a ``.safetensors``, ``.pth``/``.pt`` or big_vision ``.npz`` file.
+        glca_ratio: R, the share of patches GLCA attends from; ``None`` is 0.1 for FGVC and 0.3
+            for Re-ID (paper §4).
+        pwca_blocks: T, the number of leading blocks with pair-wise cross-attention (paper: T = 12
+            = every block of a 12-block ViT); ``None`` means every block, 0 turns PWCA off, and
+            more than the backbone's depth is an error.  Blocks after the first T run as plain
+            self-attention in the PWCA stream.
+        glca: ``False`` turns GLCA off (the baseline is ``glca=False, pwca_blocks=0``).
+        **timm_kwargs: passed to ``timm.create_model`` (e.g. ``embed_dim=96, depth=6``,
+            ``drop_path_rate=0.1``).
+    """
+    kwargs = dict(timm_kwargs)
+    if img_size is not None:
+        kwargs["img_size"] = tuple(img_size) if isinstance(img_size, (list, tuple)) else int(img_size)
+    from_hub = pretrained is True
+    try:
+        vit = timm.create_model(backbone, pretrained=from_hub, num_classes=0, **kwargs)
+    except RuntimeError as error:
+        if not timm.is_model(backbone):
+            raise ConfigError(f"unknown timm backbone {backbone!r}") from error
+        if from_hub:
+            raise CheckpointError(f"cannot load timm's pretrained weights for {backbone!r}: {error}") from error
+        raise
+    except TypeError as error:
+        raise ConfigError(f"backbone {backbone!r} does not accept these options {sorted(kwargs)}: {error}") from error
+    if pretrained not in (False, True, None):
+        load_weights(vit, pretrained)
+    return DCAL(
+        vit, num_classes, task=task, glca_ratio=glca_ratio, pwca_blocks=pwca_blocks, glca=glca, name=backbone
+    )

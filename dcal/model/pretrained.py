@@ -1,0 +1,90 @@
+"""Backbone weights from a local file: ``.safetensors``, ``.pth``/``.pt`` or big_vision ``.npz``.
+
+Files are read without unpickling arbitrary objects (``safetensors``, ``torch.load(weights_only=True)``,
+``numpy.load(allow_pickle=False)`` inside timm's npz loader) and adapted by timm's own filter
+(``vision_transformer.checkpoint_filter_fn``): position embeddings are resampled to the model's
+patch grid (bicubic, as timm does for its hub weights), patch-embedding kernels to its patch size,
+and DeiT-III layer-scale names are mapped.  The ImageNet classifier (``head``, ``head_dist``) is
+dropped: DCAL's heads are new.  Anything else that does not fit raises
+:class:`~dcal.errors.CheckpointError` naming the missing, unexpected and mis-shaped keys.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
+
+from dcal.errors import CheckpointError
+
+CLASSIFIER_PREFIXES = ("head.", "head_dist.")
+SHOWN_KEYS = 12
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` or ``.pth``/``.pt`` file (a ``{"model": …}`` or
+    ``{"state_dict": …}`` wrapper, as DeiT releases use, is unwrapped by timm's filter)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            return load_file(str(path))
+        if suffix in (".pth", ".pt", ".bin"):
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(state).__name__}")
+            return state
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise CheckpointError(f"{path}: cannot read weights ({error})") from error
+    raise CheckpointError(f"{path}: unknown weights format {suffix!r}; expected .safetensors, .pth, .pt or .npz")
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
+
+
+def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
+    """Load a weights file into ``vit`` (which has no classifier), resampling position embeddings."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    if path.suffix.lower() == ".npz":
+        try:
+            vit.load_pretrained(str(path))
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{path}: not a big_vision/JAX ViT checkpoint of this architecture ({error})"
+            ) from error
+        return
+
+    raw = read_state_dict(path)
+    try:
+        state = checkpoint_filter_fn(raw, vit, adapt_layer_scale=True)
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: cannot adapt the weights to this model ({error})") from error
+    state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
+
+    expected = vit.state_dict()
+    missing = sorted(k for k in expected if k not in state)
+    unexpected = sorted(k for k in state if k not in expected)
+    mismatched = sorted(
+        f"{k} (file {tuple(state[k].shape)}, model {tuple(expected[k].shape)})"
+        for k in expected
+        if k in state and state[k].shape != expected[k].shape
+    )
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {_names(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {_names(unexpected)}")
+        if mismatched:
+            problems.append(f"shape mismatches: {_names(mismatched)}")
+        raise CheckpointError(f"{path} does not fit the backbone — " + "; ".join(problems))
+    vit.load_state_dict(state, strict=True)

@@ -1,0 +1,30 @@
+"""Pair-wise cross-attention (PWCA), paper §3.3, Eq. 5.
+
+An image I1's PWCA stream is computed with the SA blocks' own weights; at each of the first T
+blocks its queries attend, with one softmax, over the concatenation of its own keys/values and
+those of its distractor I2 *in the SA stream at the same block*:
+``softmax(q_p [k_p ; k_SA(I2)]ᵀ/√d) [v_p ; v_SA(I2)]``.  Distractors are other images of the
+batch, so their SA keys and values already exist and are reused (gradient included: this equals
+running I2 through the shared SA weights again, at no extra cost).  Pairing an image with itself
+duplicates every key, which leaves the softmax — and so the output — equal to SA's.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.models.vision_transformer import Block
+
+from dcal.model.attention import Heads, attend
+
+
+def pair_wise_attention(
+    block: Block, own: Heads, sa_keys: torch.Tensor, sa_values: torch.Tensor, pair_index: torch.Tensor
+) -> torch.Tensor:
+    """Attention of the PWCA stream's queries over ``[own ; SA keys/values of the distractors]``.
+
+    ``own``: the PWCA stream's heads at this block; ``sa_keys``/``sa_values``: the SA stream's
+    (B, H, T, d) at this block; ``pair_index`` (B,): the batch index of each image's distractor.
+    """
+    keys = torch.cat([own.k, sa_keys[pair_index]], dim=2)
+    values = torch.cat([own.v, sa_values[pair_index]], dim=2)
+    return attend(block, own.q, keys, values)

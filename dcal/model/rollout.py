@@ -1,0 +1,40 @@
+"""Attention rollout (Abnar & Zuidema 2020) as DCAL uses it to pick local regions (paper §3.2, Eq. 3).
+
+With ``S_l`` the head-averaged softmax attention of SA block l, the residual is accounted for by
+``S̄_l = 0.5·S_l + 0.5·I`` and the accumulated attention is ``Ŝ_L = S̄_L · S̄_{L-1} ⋯ S̄_1``.
+Only the class token's row of ``Ŝ_L`` is needed, so it is computed top down as a chain of
+vector–matrix products, ``r ← e_clsᵀ S̄_L``, ``r ← r S̄_{L-1}``, …, ``r ← r S̄_1``, which costs
+O(L·T²) per image instead of the O(L·T³) of the matrix chain.  Nothing here carries a gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+
+@torch.no_grad()
+def class_token_rollout(last_row: torch.Tensor, lower_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The class token's row of ``Ŝ_L``, (B, T), over all P+N tokens.
+
+    ``last_row``: the class token's row of ``S_L`` (B, T); ``lower_maps``: ``S_1 … S_{L-1}``, each
+    (B, T, T), in block order.  The class token is token 0.
+    """
+    r = 0.5 * last_row.float()
+    r[:, 0] += 0.5
+    for attn in reversed(lower_maps):
+        r = 0.5 * torch.bmm(r.unsqueeze(1), attn.float()).squeeze(1) + 0.5 * r
+    return r
+
+
+def num_selected(num_patches: int, ratio: float) -> int:
+    """k = max(1, round(R·N)) patch tokens for GLCA (R = 0.1 FGVC, 0.3 Re-ID; paper §4)."""
+    return max(1, round(ratio * num_patches))
+
+
+@torch.no_grad()
+def select_top(patch_rollout: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Indices (B, k) of the k patches with the largest rollout, highest first."""
+    k = num_selected(patch_rollout.shape[1], ratio)
+    return patch_rollout.topk(k, dim=1).indices
