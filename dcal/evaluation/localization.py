@@ -205,3 +205,56 @@ class PointingGameResult:
 
     def as_dict(self) -> dict:
         return {"pointing_game": self.score, "pointing_game_chance": self.chance, "pointing_game_images": self.count}
+
+
+def has_boxes(dataset) -> bool:
+    """Whether any record of ``dataset`` (an :class:`~dcal.data.image_dataset.ImageDataset`) has a box."""
+    return any(getattr(record, "bbox", None) is not None for record in dataset.records)
+
+
+def _loaded_size(record) -> tuple:
+    """``(width, height)`` of a record's image as :func:`dcal.data.image_dataset.load_record_image`
+    returns it (FGVC-Aircraft's banner removed), read from the file header only."""
+    from PIL import Image
+
+    from dcal.errors import DatasetError
+
+    try:
+        with Image.open(record.path) as image:
+            width, height = image.size
+    except (OSError, ValueError, SyntaxError) as error:
+        raise DatasetError(f"cannot read image {record.path}: {error}") from None
+    return (width, height - getattr(record, "crop_bottom", 0))
+
+
+@torch.no_grad()
+def pointing_game(model, dataset, *, batch_size: int = 32, num_workers: int = 0, device=None) -> PointingGameResult:
+    """The pointing game of ``model`` over the records of ``dataset`` that have a box.
+
+    ``model`` is a DCAL model (its ``forward_branches`` gives ``rollout``; it has ``grid_size``);
+    ``dataset`` an :class:`~dcal.data.image_dataset.ImageDataset` with the test transform, whose
+    records carry ``bbox = (x, y, w, h)`` in image pixels.  Records without a box are left out;
+    none with a box raises :class:`LocalizationError`.
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    indices = [i for i, record in enumerate(dataset.records) if getattr(record, "bbox", None) is not None]
+    if not indices:
+        raise LocalizationError("no image of the dataset has a box; the pointing game needs boxes")
+    device = device if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hits, chance = [], []
+    try:
+        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
+        for batch in loader:
+            records = [dataset.records[int(i)] for i in batch["index"]]
+            views = [input_view(dataset.transform, _loaded_size(record)) for record in records]
+            rollout = model.forward_branches(batch["image"].to(device))["rollout"]
+            batch_hits, batch_chance = pointing_hits(rollout, model.grid_size, views, [r.bbox for r in records])
+            hits.append(batch_hits)
+            chance.append(batch_chance)
+    finally:
+        model.train(was_training)
+    hits, chance = np.concatenate(hits), np.concatenate(chance)
+    return PointingGameResult(score=float(hits.mean()), chance=float(chance.mean()), hits=hits, count=len(hits))

@@ -95,3 +95,40 @@ def attention_panel(
     panel.paste(picture.convert("RGB"), (0, 0))
     panel.paste(heat, (picture.width, 0))
     return with_caption(panel, caption)
+
+
+def draw_box(picture: Image.Image, view: InputView, box: Sequence[float], color=(255, 255, 255), width: int = 2) -> Image.Image:
+    """``picture`` (what :func:`model_view` returned for ``view``) with the image-pixel box
+    ``(x, y, w, h)`` drawn where it falls in the picture."""
+    corners = np.array([[box[0], box[1]], [box[0] + box[2], box[1] + box[3]]], dtype=np.float64)
+    in_input = (corners - np.array(view.offset)) / np.array(view.scale)
+    (x0, y0), (x1, y1) = in_input * np.array(picture.size) / np.array(view.input_size)
+    picture = picture.copy()
+    ImageDraw.Draw(picture).rectangle([x0, y0, x1 - 1, y1 - 1], outline=color, width=width)
+    return picture
+
+
+def attention_figures(trained, images: Sequence[Image.Image], captions: Optional[Sequence[str]] = None,
+                      boxes: Optional[Sequence] = None) -> list:
+    """One :func:`attention_panel` per image for a :class:`~dcal.export.trained_model.TrainedModel`.
+
+    FGVC captions end with the top-1 class and its score (mean of the SA and GLCA softmax);
+    ``boxes[i]`` (``(x, y, w, h)`` in image pixels, or ``None``) is drawn in white on the left tile —
+    the true part on the synthetic FGVC set, against which the pointing game scores the rollout.
+    """
+    from dcal.evaluation.localization import input_view
+
+    transform = trained.transform
+    outputs = trained.branches(images)
+    panels = []
+    for index, (image, out) in enumerate(zip(images, outputs)):
+        view = input_view(transform, image.size)
+        picture = model_view(image, view, display_size(view.input_size))
+        if boxes is not None and boxes[index] is not None:
+            picture = draw_box(picture, view, boxes[index])
+        parts = [captions[index]] if captions is not None else []
+        if out["scores"] is not None:
+            best = int(np.argmax(out["scores"]))
+            parts.append(f"→ {trained.class_name(best)} ({out['scores'][best]:.2f})")
+        panels.append(attention_panel(picture, out["rollout"], trained.grid_size, out["selected"], " ".join(parts) or None))
+    return panels

@@ -81,3 +81,35 @@ def rank_list_row(
     for index, tile in enumerate(tiles):
         row.paste(tile, (index * tile_w + index * GAP + (GAP if index else 0), 0))
     return row
+
+
+def rank_list_figure(query, gallery, query_indices: Sequence[int], topk: int = 10, tile_height: int = 160,
+                     input_size: Sequence[int] = (256, 128)) -> Image.Image:
+    """Rank lists of the queries ``query_indices``, one row each, stacked top to bottom.
+
+    ``query``/``gallery`` are :class:`~dcal.export.features.Features` of the two splits (Re-ID);
+    the gallery is ranked by Euclidean distance between features, as ``dcal eval`` does by default.
+    Tiles keep the network input's aspect (``input_size`` = ``(height, width)``) at ``tile_height``
+    pixels; under each image: identity and camera (1-based, as in the file names), and the distance.
+    """
+    from dcal.data.image_dataset import load_image
+    from dcal.export.features import euclidean_distances
+    from dcal.viz.figure_grid import grid
+
+    tile_size = (max(1, round(tile_height * input_size[1] / input_size[0])), tile_height)
+    chosen = list(query_indices)
+    distances = euclidean_distances(query.features[chosen], gallery.features)
+    rows = []
+    for row, q in enumerate(chosen):
+        ranked = ranked_gallery(distances[row], query.labels[q], query.cameras[q], gallery.labels, gallery.cameras, topk)
+        rows.append(
+            rank_list_row(
+                load_image(str(query.paths[q])),
+                [load_image(str(gallery.paths[g])) for g in ranked],
+                [bool(gallery.labels[g] == query.labels[q]) for g in ranked],
+                tile_size=tile_size,
+                query_lines=(f"id {query.labels[q]} c{query.cameras[q] + 1}", "query"),
+                gallery_lines=[(f"id {gallery.labels[g]} c{gallery.cameras[g] + 1}", f"{distances[row, g]:.2f}") for g in ranked],
+            )
+        )
+    return grid(rows, columns=1)

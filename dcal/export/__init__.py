@@ -1,0 +1,1 @@
+"""Taking a trained model out of the project: checkpoints made ready for inference, ONNX export."""

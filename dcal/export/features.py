@@ -1,0 +1,124 @@
+"""Features of a dataset split, with the labels, cameras and paths they belong to, as one ``.npz``.
+
+What the feature is:
+
+- Re-ID: the model's inference output — the concatenation of the SA and GLCA features after their
+  BNNecks, L2-normalised (paper §3.4, DESIGN §1), exactly what ``dcal eval`` ranks by Euclidean
+  distance.  Shape (n, 2D) (n, D for a model without GLCA).
+- FGVC: the concatenation of the SA and GLCA class-token features that the heads read (after the
+  final LayerNorms, before the classifiers), not normalised, shape (n, 2D); the class scores are
+  stored too.
+
+The ``.npz`` file (``numpy.load(path)`` reads it; no pickle is involved) holds:
+
+==================  ==========  ===============================================================
+key                 dtype       content
+==================  ==========  ===============================================================
+``features``        float32     (n, d) as above
+``labels``          int64       (n,) FGVC class index; Re-ID identity as the dataset writes it
+``cameras``         int64       (n,) Re-ID camera index (0-based); -1 for FGVC
+``paths``           str         (n,) image files
+``scores``          float32     (n, C) FGVC only: mean of the SA and GLCA softmax
+``metadata``        str         0-d, JSON: task, split, dataset, checkpoint, feature description,
+                                class_names (FGVC)
+==================  ==========  ===============================================================
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dcal.errors import DCALError
+
+FEATURE_DESCRIPTIONS = {
+    "reid": "concat(SA, GLCA) features after BNNeck, L2-normalised (the model's inference output)",
+    "fgvc": "concat(SA, GLCA) class-token features before the classifiers (after the final LayerNorms)",
+}
+
+
+@dataclass
+class Features:
+    """Features of ``n`` images with their labels, cameras, paths (and FGVC class scores)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    cameras: np.ndarray
+    paths: np.ndarray
+    scores: Optional[np.ndarray] = None
+    metadata: dict = field(default_factory=dict)
+
+    def save(self, path) -> Path:
+        """Write the ``.npz`` described in the module docstring; ``path`` must end in ``.npz``."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise DCALError(f"--out {path}: features are written as a .npz file; give a path ending in .npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "features": self.features.astype(np.float32),
+            "labels": self.labels.astype(np.int64),
+            "cameras": self.cameras.astype(np.int64),
+            "paths": np.asarray(self.paths, dtype=str),
+            "metadata": np.asarray(json.dumps(self.metadata)),
+        }
+        if self.scores is not None:
+            arrays["scores"] = self.scores.astype(np.float32)
+        np.savez(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Features":
+        with np.load(path) as data:
+            return cls(
+                features=data["features"],
+                labels=data["labels"],
+                cameras=data["cameras"],
+                paths=data["paths"],
+                scores=data["scores"] if "scores" in data else None,
+                metadata=json.loads(str(data["metadata"])),
+            )
+
+
+@torch.no_grad()
+def extract_features(model, dataset, *, batch_size: int = 64, num_workers: int = 0, metadata: Optional[dict] = None) -> Features:
+    """The features of every image of ``dataset`` (an :class:`~dcal.data.image_dataset.ImageDataset`
+    with the test transform), in record order, computed by ``model`` (a DCAL model) in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    task = model.task
+    feats, scores = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
+        images = batch["image"].to(device)
+        if task == "reid":
+            feats.append(model(images).float().cpu())
+            continue
+        out = model.forward_branches(images)
+        branches = [b for b in ("sa", "glca") if b in out]
+        feats.append(torch.cat([out[b]["feat"] for b in branches], dim=1).float().cpu())
+        scores.append((sum(out[b]["logits"].float().softmax(1) for b in branches) / len(branches)).cpu())
+    records = dataset.records
+    if task == "reid":
+        labels = np.array([r.original_pid for r in records], dtype=np.int64)
+        cameras = np.array([r.camid for r in records], dtype=np.int64)
+    else:
+        labels = np.array([r.label for r in records], dtype=np.int64)
+        cameras = np.full(len(records), -1, dtype=np.int64)
+    return Features(
+        features=torch.cat(feats).numpy() if feats else np.zeros((0, 0), np.float32),
+        labels=labels,
+        cameras=cameras,
+        paths=np.array([str(r.path) for r in records], dtype=str),
+        scores=torch.cat(scores).numpy() if scores else None,
+        metadata={"task": task, "feature": FEATURE_DESCRIPTIONS[task], **(metadata or {})},
+    )
+
+
+def euclidean_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """(nq, ng) Euclidean distances between rows, as ``dcal eval`` ranks by default."""
+    return torch.cdist(torch.from_numpy(query).double(), torch.from_numpy(gallery).double()).numpy()

@@ -1,0 +1,152 @@
+"""A checkpoint made ready for inference: the model, its config, class names and test transform.
+
+``dcal visualize``, ``predict``, ``extract`` and ``export`` all start here:
+
+- :func:`load_trained` rebuilds the model from a checkpoint alone
+  (:func:`dcal.engine.checkpoint.load_model`), in eval mode (PWCA is not run at inference), and
+  checks that the checkpoint is of the task the command needs, naming the file otherwise.
+- :func:`load_images` reads images named on the command line, folders expanded to the images in
+  them; an unreadable file raises :class:`~dcal.errors.DatasetError` naming it.
+- :meth:`TrainedModel.branches` runs the model on PIL images and returns per image what the
+  figures need: the SA/GLCA class scores, the rollout over the patch grid and GLCA's selection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from dcal.config import Config
+from dcal.data.image_dataset import load_image
+from dcal.data.transforms import build_transforms
+from dcal.errors import CheckpointError, DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass
+class TrainedModel:
+    """A model rebuilt from ``path`` with what is needed to feed it and name its outputs."""
+
+    model: torch.nn.Module
+    config: Config
+    class_names: Optional[list]
+    path: Path
+    device: torch.device
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def transform(self):
+        """The test-time transform of the checkpoint's config (resize, centre crop for FGVC)."""
+        d = self.config.data
+        resize = tuple(d.resize_size) if d.resize_size is not None else None
+        return build_transforms(self.task, False, tuple(d.img_size), resize)
+
+    @property
+    def input_size(self) -> tuple:
+        """The network input's ``(height, width)``."""
+        return tuple(int(v) for v in self.config.data.img_size)
+
+    @property
+    def grid_size(self) -> tuple:
+        """The patch grid ``(rows, cols)`` the rollout is defined on."""
+        return tuple(int(v) for v in self.model.grid_size)
+
+    def class_name(self, index: int) -> str:
+        if self.class_names is not None and 0 <= index < len(self.class_names):
+            return str(self.class_names[index])
+        return f"class {index}"
+
+    def require_task(self, task: str, purpose: str) -> None:
+        """Raise :class:`CheckpointError` naming the checkpoint if it is not a ``task`` model."""
+        if self.task != task:
+            raise CheckpointError(f"{self.path} is a {self.task} checkpoint, but {purpose} needs a {task} checkpoint")
+
+    @torch.no_grad()
+    def batch(self, images: Sequence) -> torch.Tensor:
+        """The transformed images as one batch on the model's device."""
+        transform = self.transform
+        return torch.stack([transform(image) for image in images]).to(self.device)
+
+    @torch.no_grad()
+    def branches(self, images: Sequence, batch_size: int = 32) -> list:
+        """Per image a dict: ``rollout`` (rows x cols float array over the patch grid),
+        ``selected`` (GLCA's patch indices, empty without GLCA) and, for FGVC, ``scores`` (the mean
+        of the SA and GLCA softmax, or the SA softmax alone without GLCA)."""
+        results = []
+        for start in range(0, len(images), batch_size):
+            out = self.model.forward_branches(self.batch(images[start : start + batch_size]))
+            rollout = out["rollout"].float().cpu().numpy().reshape(-1, *self.grid_size)
+            selected = out["selected"] if "glca" in out else None  # without GLCA nothing was selected
+            scores = None
+            if self.task == "fgvc":
+                probabilities = [out[b]["logits"].float().softmax(1) for b in ("sa", "glca") if b in out]
+                scores = (sum(probabilities) / len(probabilities)).cpu().numpy()
+            for i in range(rollout.shape[0]):
+                results.append(
+                    {
+                        "rollout": rollout[i],
+                        "selected": selected[i].cpu().numpy() if selected is not None else np.zeros(0, dtype=np.int64),
+                        "scores": scores[i] if scores is not None else None,
+                    }
+                )
+        return results
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_trained(path, *, config: Optional[Config] = None, device: str = "auto", task: Optional[str] = None,
+                 purpose: str = "this command") -> TrainedModel:
+    """The model of checkpoint ``path`` in eval mode on ``device``; with ``task``, a checkpoint of
+    another task raises :class:`CheckpointError` naming it and ``purpose``.
+
+    ``config`` (optional) replaces the stored config's non-architecture settings (e.g. the data
+    root); it must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`).
+    """
+    from dcal.engine.checkpoint import load_model
+
+    path = Path(path)
+    target = resolve_device(device)
+    model, resolved = load_model(path, map_location=target, config=config)
+    model.eval()
+    # Class names only: a memory-mapped read does not load the tensors a second time.
+    class_names = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("class_names")
+    trained = TrainedModel(model, resolved, class_names, path, target)
+    if task is not None:
+        trained.require_task(task, purpose)
+    return trained
+
+
+def image_paths(inputs: Sequence) -> list:
+    """The image files named by ``inputs``: files as given, folders expanded to their images (sorted,
+    recursively).  Raises :class:`DatasetError` for a path that does not exist or a folder without images."""
+    paths = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DatasetError(f"folder {item} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+            paths.extend(found)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise DatasetError(f"image {item} not found")
+    return paths
+
+
+def load_images(paths: Sequence) -> list:
+    """The RGB images at ``paths``; an unreadable one raises :class:`DatasetError` naming it."""
+    return [load_image(str(path)) for path in paths]
