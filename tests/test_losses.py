@@ -1,0 +1,99 @@
+"""The uncertainty-weighted DCAL loss, the batch-hard triplet loss and the optimiser's groups."""
+
+import math
+
+import pytest
+import torch
+
+import dcal
+from dcal.engine.losses import DCALLoss, batch_hard_triplet, uncertainty_weighted
+from dcal.engine.param_groups import param_groups
+from dcal.errors import ConfigError
+from dcal.model.pairing import derangement
+
+TINY = dict(embed_dim=48, depth=2, num_heads=2)
+
+
+def test_uncertainty_weighting_is_the_papers_formula():
+    losses = {"sa": torch.tensor(2.0), "glca": torch.tensor(0.5), "pwca": torch.tensor(1.25)}
+    weights = {"sa": torch.tensor(0.3), "glca": torch.tensor(-0.7), "pwca": torch.tensor(1.1)}
+    expected = 0.5 * (
+        math.exp(-0.3) * 2.0 + 0.3 + math.exp(0.7) * 0.5 - 0.7 + math.exp(-1.1) * 1.25 + 1.1
+    )
+    assert uncertainty_weighted(losses, weights).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_fgvc_criterion_is_weighted_cross_entropy_with_label_smoothing():
+    torch.manual_seed(0)
+    outputs = {b: {"feat": torch.randn(4, 8), "logits": torch.randn(4, 5)} for b in ("sa", "glca", "pwca")}
+    targets = torch.tensor([0, 3, 3, 1])
+    criterion = DCALLoss("fgvc", label_smoothing=0.1)
+    with torch.no_grad():
+        for b, w in zip(("sa", "glca", "pwca"), (0.2, -0.4, 0.9)):
+            criterion.weights[b].fill_(w)
+    total, per_branch = criterion(outputs, targets)
+    expected_total = 0.0
+    for b, w in zip(("sa", "glca", "pwca"), (0.2, -0.4, 0.9)):
+        log_p = outputs[b]["logits"].log_softmax(-1)
+        smooth = 0.9 * -log_p[torch.arange(4), targets] + 0.1 * -log_p.mean(-1)
+        assert per_branch[b].item() == pytest.approx(smooth.mean().item(), rel=1e-5)
+        expected_total += 0.5 * (math.exp(-w) * smooth.mean().item() + w)
+    assert total.item() == pytest.approx(expected_total, rel=1e-5)
+    with pytest.raises(ConfigError, match="pwca"):
+        criterion({"sa": outputs["sa"], "glca": outputs["glca"]}, targets)
+
+
+def test_batch_hard_triplet_matches_a_loop():
+    torch.manual_seed(0)
+    feats, ids = torch.randn(8, 6), torch.tensor([0, 0, 1, 1, 2, 2, 2, 3])
+    expected = []
+    for a in range(8):
+        pos = [torch.dist(feats[a], feats[p]) for p in range(8) if p != a and ids[p] == ids[a]]
+        neg = [torch.dist(feats[a], feats[n]) for n in range(8) if ids[n] != ids[a]]
+        if pos:
+            expected.append(max(0.0, max(pos).item() - min(neg).item() + 0.3))
+    assert batch_hard_triplet(feats, ids, 0.3).item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    assert batch_hard_triplet(feats[:2], torch.tensor([0, 1])).item() == 0.0
+
+
+def test_reid_criterion_adds_triplet_on_pre_bn_feature():
+    torch.manual_seed(0)
+    out = {"feat": torch.randn(4, 8), "bn_feat": torch.randn(4, 8), "logits": torch.randn(4, 3)}
+    targets = torch.tensor([0, 0, 1, 1])
+    criterion = DCALLoss("reid", branches=("sa",))
+    expected = torch.nn.functional.cross_entropy(out["logits"], targets) + batch_hard_triplet(out["feat"], targets)
+    total, per_branch = criterion({"sa": out}, targets)
+    assert per_branch["sa"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert total.item() == pytest.approx(0.5 * expected.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("task", ["fgvc", "reid"])
+def test_one_step_moves_every_parameter_and_groups_skip_decay_where_due(task):
+    torch.manual_seed(0)
+    model = dcal.create_model("deit_tiny_distilled_patch16_224", 3, task=task, img_size=(64, 32), **TINY).train()
+    criterion = DCALLoss.for_model(model)
+    assert criterion.branches == ("sa", "glca", "pwca")
+    groups = param_groups(model, criterion, weight_decay=0.05)
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert groups[1]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 0.05
+    named = dict(model.named_parameters())
+    for name, p in named.items():
+        if not p.requires_grad:
+            continue
+        should_skip = p.ndim == 1 or name.split(".")[-1] in ("pos_embed", "cls_token", "dist_token")
+        assert (id(p) in no_decay) == should_skip, name
+    assert all(id(w) in no_decay for w in criterion.weights.values())
+    assert not named["sa_head.bn.bias"].requires_grad if task == "reid" else True
+
+    before = {n: p.detach().clone() for n, p in named.items()}
+    before.update({f"loss.{b}": w.detach().clone() for b, w in criterion.weights.items()})
+    optimiser = torch.optim.AdamW(groups, lr=1e-3)
+    targets = torch.tensor([0, 0, 1, 1, 2, 2])
+    total, _ = criterion(model(torch.randn(6, 3, 64, 32), derangement(6)), targets)
+    total.backward()
+    optimiser.step()
+    after = dict(named, **{f"loss.{b}": w for b, w in criterion.weights.items()})
+    frozen = {n for n, p in named.items() if not p.requires_grad}
+    unmoved = [n for n in before if n not in frozen and torch.equal(before[n], after[n].detach())]
+    assert not unmoved
+    assert frozen == ({"sa_head.bn.bias", "glca_head.bn.bias"} if task == "reid" else set())
