@@ -80,3 +80,52 @@ def test_pointing_hits_rejects_a_rollout_of_another_grid():
     view = input_view(T.CenterCrop(32), (32, 32))
     with pytest.raises(LocalizationError, match="4x4"):
         pointing_hits(np.zeros((1, 15)), (4, 4), [view], [(0, 0, 1, 1)])
+
+
+class _ScriptedModel(torch.nn.Module):
+    """Returns prepared rollouts batch after batch, so the pointing game's plumbing (loading, sizes,
+    transform geometry, order) is tested against hand-computed hits."""
+
+    grid_size = (4, 4)
+
+    def __init__(self, rollouts):
+        super().__init__()
+        self.rollouts = list(rollouts)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward_branches(self, images):
+        assert images.shape[1:] == (3, 32, 32)
+        rollout, self.rollouts = self.rollouts[: images.shape[0]], self.rollouts[images.shape[0] :]
+        return {"rollout": torch.tensor(np.stack(rollout))}
+
+
+def _peak(row, col):
+    rollout = np.full(16, 0.01)
+    rollout[row * 4 + col] = 1.0
+    return rollout
+
+
+def test_pointing_game_over_a_dataset(tmp_path):
+    from PIL import Image
+
+    from dcal.data.image_dataset import ImageDataset
+    from dcal.data.records import FGVCRecord
+    from dcal.evaluation.localization import pointing_game
+
+    for name, size in (("a.png", (100, 80)), ("b.png", (60, 90)), ("c.png", (50, 50))):
+        Image.new("RGB", size).save(tmp_path / name)
+    records = [
+        # 100x80: input (x, y) -> image (2 (x + 9), 2 (y + 4)); patch (1, 2) -> (58, 32), in the box
+        FGVCRecord(str(tmp_path / "a.png"), 0, bbox=(50, 25, 20, 20)),
+        FGVCRecord(str(tmp_path / "c.png"), 0, bbox=None),  # no box: left out
+        # 60x90: Resize(40) -> 40x60 (scale 1.5), crop left 4, top 14: patch (3, 0) -> (12, 63), in the box;
+        # patch (0, 3) -> (48, 27), outside
+        FGVCRecord(str(tmp_path / "b.png"), 0, bbox=(5, 55, 15, 15)),
+        FGVCRecord(str(tmp_path / "b.png"), 0, bbox=(5, 55, 15, 15)),
+    ]
+    dataset = ImageDataset(records, T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()]))
+    model = _ScriptedModel([_peak(1, 2), _peak(3, 0), _peak(0, 3)])
+    result = pointing_game(model, dataset, batch_size=2)
+    assert result.hits.tolist() == [True, True, False]
+    assert result.score == pytest.approx(2 / 3) and result.count == 3
+    assert result.as_dict()["pointing_game"] == pytest.approx(2 / 3)
