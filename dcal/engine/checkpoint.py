@@ -104,11 +104,18 @@ def load_model(path, map_location="cpu", *, config: Config | None = None, ema: b
     ``config``: when given, it must describe the same architecture and task as the checkpoint
     (:func:`check_compatible`); its other settings (data root, evaluation options) are returned in
     place of the stored ones.  ``ema``: use the EMA weights (default: when the checkpoint has them).
-    The model is returned in eval mode.
+    The model is returned in eval mode on ``map_location``.
     """
+    model, config = model_from_checkpoint(read_checkpoint(path, map_location), path, config=config, ema=ema)
+    if isinstance(map_location, (str, torch.device)):
+        model.to(map_location)
+    return model, config
+
+
+def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | None = None, ema: bool | None = None):
+    """:func:`load_model` for a checkpoint dict already read with :func:`read_checkpoint`."""
     from dcal.engine.model_setup import build_model
 
-    state = read_checkpoint(path, map_location)
     trained = checkpoint_config(state, path)
     if config is not None:
         check_compatible(trained, config, path)
@@ -117,8 +124,7 @@ def load_model(path, map_location="cpu", *, config: Config | None = None, ema: b
     if use_ema and "model_ema" not in state:
         raise CheckpointError(f"{path} holds no EMA weights (it was trained with train.ema=false)")
     load_weights(model, state["model_ema" if use_ema else "model"], path)
-    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
-    return model, (config if config is not None else trained)
+    return model.eval(), (config if config is not None else trained)
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:

@@ -1,0 +1,182 @@
+"""The datasets, samplers and loaders a :class:`~dcal.config.Config` describes, for training and evaluation.
+
+- :func:`load_splits` parses ``data.dataset`` at ``data.root`` (writing the synthetic demo set
+  into it first when ``data.synthetic`` is on and it is not there yet) and checks that the
+  dataset's task is the config's.
+- :func:`build_eval_data` gives the test-time :class:`~dcal.data.image_dataset.ImageDataset` of a
+  split (FGVC: ``test``; Re-ID: ``query`` and ``gallery``) — what ``dcal eval``, ``dcal predict``
+  and the visualisations use.
+- :func:`build_train_data` gives the training set, its sampler (P x K identities for Re-ID, a
+  shuffle for FGVC) and the per-process micro-batch size.
+
+Augmentation is deterministic per ``(seed, epoch, index)`` (:class:`SeededDataset`): each item
+seeds torch's random generator from those three numbers, so a run resumed mid-epoch, with any number
+of loader workers, sees exactly the crops and flips of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dcal.config import Config
+from dcal.data.catalog import dataset_task, load_dataset
+from dcal.data.layout import SYNTHETIC_MARKER
+from dcal.data.image_dataset import ImageDataset, collate_skipping_corrupt
+from dcal.data.records import DatasetSplits
+from dcal.data.samplers import IdentitySampler, ShardedEvalSampler, ShuffleSampler
+from dcal.data.transforms import build_transforms
+from dcal.errors import ConfigError, DatasetError
+
+
+def write_synthetic(task: str, root) -> None:
+    """Write the synthetic FGVC (CUB layout) or Re-ID (Market-1501 layout) demo set into ``root``."""
+    if task == "fgvc":
+        from dcal.data.synthetic_fgvc import write_fgvc_demo as write
+    else:
+        from dcal.data.synthetic_reid import write_reid_demo as write
+    write(root)
+
+
+def load_splits(config: Config) -> DatasetSplits:
+    """The parsed dataset of ``config.data``; the synthetic demo set is written first if asked for."""
+    d = config.data
+    if dataset_task(d.dataset) != config.task:
+        raise ConfigError(
+            f"data.dataset={d.dataset!r} is a {dataset_task(d.dataset)} dataset but task={config.task!r}"
+        )
+    if d.synthetic:  # the writers return at once when root already holds a complete set
+        if not any(Path(d.root).glob(f"*/{SYNTHETIC_MARKER}")):
+            print(f"writing the synthetic {config.task} demo set to {d.root}", flush=True)
+        write_synthetic(config.task, d.root)
+    return load_dataset(d.dataset, d.root, **d.options)
+
+
+def eval_split_names(config: Config, splits: DatasetSplits) -> tuple:
+    """The splits evaluation reads: FGVC ``data.test_split`` (default ``test``); Re-ID query and gallery."""
+    if config.task == "fgvc" and config.data.test_split is not None:
+        _check_split(config.data.test_split, splits, "data.test_split")
+        return (config.data.test_split,)
+    return splits.eval_splits
+
+
+def build_eval_data(config: Config, split: str, splits: DatasetSplits | None = None) -> ImageDataset:
+    """The test-time dataset of ``split`` (test transform, records in file order)."""
+    splits = splits if splits is not None else load_splits(config)
+    _check_split(split, splits, "split")
+    transform = build_transforms(config.task, False, tuple(config.data.img_size), _resize(config))
+    return ImageDataset(splits.splits[split], transform, skip_corrupt=False)
+
+
+def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """This rank's contiguous shard of ``dataset``, in order (each image is evaluated exactly once)."""
+    return DataLoader(
+        dataset,
+        batch_size=config.eval.batch_size,
+        sampler=ShardedEvalSampler(len(dataset), rank, world_size),
+        num_workers=config.data.num_workers,
+    )
+
+
+@dataclass
+class TrainData:
+    """The training set of one process: records, seeded dataset, sampler and micro-batch size."""
+
+    splits: DatasetSplits
+    dataset: "SeededDataset"
+    sampler: torch.utils.data.Sampler
+    micro_batch: int  # images per forward pass on this process
+
+    def loader(self, epoch: int, skip_batches: int, config: Config, rank: int) -> DataLoader:
+        """The loader of ``epoch`` on this rank, without its first ``skip_batches`` micro-batches."""
+        self.dataset.epoch = epoch
+        self.sampler.set_epoch(epoch, skip=skip_batches * self.micro_batch)
+        return DataLoader(
+            self.dataset,
+            batch_size=self.micro_batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=config.data.num_workers,
+            collate_fn=collate_skipping_corrupt,
+            generator=torch.Generator().manual_seed(_mix(config.train.seed, epoch, rank)),
+            persistent_workers=False,
+        )
+
+    def batches_per_epoch(self, epoch: int) -> int:
+        self.sampler.set_epoch(epoch)
+        return len(self.sampler) // self.micro_batch
+
+
+def build_train_data(config: Config, rank: int = 0, world_size: int = 1, splits: DatasetSplits | None = None) -> TrainData:
+    """Training set, sampler and micro-batch size (``data.batch_size / (world_size x train.accum_steps)``)."""
+    splits = splits if splits is not None else load_splits(config)
+    d, t = config.data, config.train
+    if d.train_split is not None:
+        _check_split(d.train_split, splits, "data.train_split")
+    records = splits.splits[d.train_split or splits.train_split]
+    parts = world_size * t.accum_steps
+    if d.batch_size % parts:
+        raise ConfigError(
+            f"data.batch_size={d.batch_size} must be divisible by processes x train.accum_steps = "
+            f"{world_size} x {t.accum_steps}"
+        )
+    micro_batch = d.batch_size // parts
+    if not records:
+        raise DatasetError(f"{splits.name} at {splits.root}: the training split is empty")
+    if config.task == "reid":
+        if micro_batch % d.num_instances:
+            raise ConfigError(
+                f"the per-process micro-batch {micro_batch} (data.batch_size / (processes x train.accum_steps)) "
+                f"must be a multiple of data.num_instances={d.num_instances}"
+            )
+        sampler = IdentitySampler([r.pid for r in records], micro_batch, d.num_instances, t.seed, rank, world_size)
+    else:
+        sampler = ShuffleSampler(len(records), t.seed, rank, world_size, drop_last=True)
+    transform = build_transforms(config.task, True, tuple(d.img_size), _resize(config))
+    dataset = SeededDataset(ImageDataset(records, transform, skip_corrupt=d.skip_corrupt), t.seed)
+    if len(sampler) < micro_batch:
+        raise ConfigError(
+            f"{splits.name} at {splits.root}: {len(records)} training images give this process fewer "
+            f"than one batch of {micro_batch}; lower data.batch_size"
+        )
+    return TrainData(splits, dataset, sampler, micro_batch)
+
+
+class SeededDataset(Dataset):
+    """Items of ``dataset`` whose random augmentation is a function of ``(seed, epoch, index)``.
+
+    Set :attr:`epoch` before creating an epoch's loader (workers receive a copy of it then).
+    The caller's random state is left untouched (``torch.random.fork_rng``).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_mix(self.seed, self.epoch, index))
+            return self.dataset[index]
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from a few integers (splitmix-style), distinct for distinct tuples in practice."""
+    value = 0x9E3779B97F4A7C15
+    for n in numbers:
+        value = (value ^ (int(n) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
+        value = (value * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return value >> 1
+
+
+def _check_split(split: str, splits: DatasetSplits, key: str) -> None:
+    if split not in splits.splits:
+        raise ConfigError(f"{key}={split!r}: {splits.name} has splits {', '.join(splits.splits)}")
+
+
+def _resize(config: Config):
+    return tuple(config.data.resize_size) if config.data.resize_size is not None else None

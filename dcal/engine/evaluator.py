@@ -1,0 +1,105 @@
+"""Evaluation of a DCAL model on the test split(s), sharded over processes (PWCA is not used).
+
+- FGVC (Sec. 4.1): top-1 and top-5 of the SA branch, of the GLCA branch, and of the combined class
+  scores ``softmax(SA) + softmax(GLCA)``.  Keys: ``top1``/``top5`` (combined), ``top1_sa``,
+  ``top5_sa``, ``top1_glca``, ``top5_glca`` (``None`` without GLCA), in percent.
+- Re-ID (Sec. 4.2): features are the model's inference output (L2-normalised concatenation of the
+  SA and GLCA features after BN); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`.
+  Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
+
+Each process evaluates its contiguous shard; results are gathered with the images' indices and
+every index is checked to be present exactly once (``num_images``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dcal.config import Config
+from dcal.engine.data_setup import eval_loader
+from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
+from dcal.evaluation.classification import topk_accuracy
+
+
+@torch.no_grad()
+def evaluate(model, datasets: dict, config: Config, context: DistributedContext = DistributedContext()) -> dict:
+    """Metrics of ``model`` on ``datasets`` (``{"test": ds}`` for FGVC, ``{"query": q, "gallery": g}`` for Re-ID)."""
+    was_training = model.training
+    model.eval()
+    try:
+        if config.task == "fgvc":
+            (dataset,) = datasets.values()
+            return _evaluate_fgvc(model, dataset, config, context)
+        return _evaluate_reid(model, datasets["query"], datasets["gallery"], config, context)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) -> dict:
+    indices, sa, glca, targets = [], [], [], []
+    for batch in eval_loader(dataset, config, context.rank, context.world_size):
+        out = model.forward_branches(batch["image"].to(context.device))
+        indices.append(batch["index"])
+        targets.append(batch["target"])
+        sa.append(out["sa"]["logits"].float().cpu())
+        if "glca" in out:
+            glca.append(out["glca"]["logits"].float().cpu())
+    index, (targets, sa, glca) = _gather(indices, [targets, sa, glca], len(dataset), context)
+    combined = sa.softmax(1) + glca.softmax(1) if len(glca) else sa.softmax(1)
+    metrics = {"num_images": len(index)}
+    for name, scores in (("", combined), ("_sa", sa), ("_glca", glca)):
+        accuracy = topk_accuracy(scores, targets) if len(scores) else {1: None, 5: None}
+        metrics[f"top1{name}"], metrics[f"top5{name}"] = accuracy[1], accuracy[5]
+    return metrics
+
+
+def _evaluate_reid(model, query, gallery, config: Config, context: DistributedContext) -> dict:
+    features = {}
+    for name, dataset in (("query", query), ("gallery", gallery)):
+        indices, feats = [], []
+        for batch in eval_loader(dataset, config, context.rank, context.world_size):
+            feats.append(model(batch["image"].to(context.device)).float().cpu())
+            indices.append(batch["index"])
+        _, (features[name],) = _gather(indices, [feats], len(dataset), context)
+    metrics = None
+    if context.is_main:
+        metrics = reid_scores(features["query"], features["gallery"], query.records, gallery.records, config)
+        metrics["num_images"] = len(query) + len(gallery)
+    return broadcast_object(metrics, context)
+
+
+def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
+    """mAP, mINP and CMC (percent) of query features against gallery features."""
+    from dcal.evaluation import reid_metrics, reid_metrics_from_distances
+
+    q_pids = torch.tensor([r.pid for r in query_records])
+    g_pids = torch.tensor([r.pid for r in gallery_records])
+    q_cams = torch.tensor([r.camid for r in query_records])
+    g_cams = torch.tensor([r.camid for r in gallery_records])
+    if config.eval.re_ranking:
+        from dcal.evaluation import re_ranking_chunks
+
+        result = reid_metrics_from_distances(re_ranking_chunks(qf, gf), q_pids, g_pids, q_cams, g_cams)
+    else:
+        result = reid_metrics(qf, gf, q_pids, g_pids, q_cams, g_cams, metric=config.eval.metric)
+    cmc = result["cmc"]
+    return {
+        "mAP": 100.0 * float(result["mAP"]),
+        "mINP": 100.0 * float(result["mINP"]),
+        "rank1": 100.0 * float(cmc[0]),
+        "rank5": 100.0 * float(cmc[min(4, len(cmc) - 1)]),
+        "rank10": 100.0 * float(cmc[min(9, len(cmc) - 1)]),
+    }
+
+
+def _gather(indices: list, columns: list, expected: int, context: DistributedContext):
+    """Concatenate per-batch tensors over batches and ranks, ordered by image index; check each index appears once."""
+    local = [torch.cat(c) if c else torch.empty(0) for c in columns]
+    local_index = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)
+    parts = all_gather_objects((local_index, local), context)
+    index = torch.cat([p[0] for p in parts])
+    merged = [torch.cat([p[1][i] for p in parts]) if any(len(p[1][i]) for p in parts) else torch.empty(0) for i in range(len(columns))]
+    order = index.argsort()
+    if len(index) != expected or not torch.equal(index[order], torch.arange(expected)):
+        raise RuntimeError(f"evaluation saw {len(index)} images ({index.unique().numel()} distinct) of {expected}")
+    return index[order], [m[order] if len(m) else m for m in merged]

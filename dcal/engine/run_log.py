@@ -1,0 +1,53 @@
+"""The run folder's records: ``metrics.jsonl`` (one JSON object per evaluation) and TensorBoard.
+
+Only the main process writes.  On resume the JSON-lines file is cut back to the records the
+checkpoint knew about, and TensorBoard events after the checkpoint's step are purged, so a resumed
+run's records match an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+class RunLog:
+    """Append evaluation records to ``metrics.jsonl`` and scalars to TensorBoard (``<run>/tensorboard``)."""
+
+    def __init__(self, run_dir, enabled: bool = True, keep_records: int | None = None, purge_step: int | None = None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self.records = 0
+        self.writer = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
+        lines = lines[:keep_records] if keep_records is not None else []
+        self.path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        self.records = len(lines)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge_step)
+
+    def scalars(self, step: int, values: dict, prefix: str) -> None:
+        """TensorBoard scalars ``prefix/name`` at ``step`` (``None`` values are skipped)."""
+        if self.writer is None:
+            return
+        for name, value in values.items():
+            if isinstance(value, (int, float)) and value is not None:
+                self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def record(self, step: int, metrics: dict) -> None:
+        """One evaluation: a line of metrics.jsonl and its numbers in TensorBoard under ``eval/``."""
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(metrics) + "\n")
+        self.records += 1
+        self.scalars(step, {k: v for k, v in metrics.items() if k not in ("epoch", "step")}, "eval")
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,245 @@
+"""The training loop: one function, read top to bottom (in the spirit of nanoGPT's ``train.py``).
+
+:func:`train` builds the data, the model, the DCAL loss, the optimiser and the schedule from a
+:class:`~dcal.config.Config`, then runs epochs of optimiser steps.  Each step runs
+``train.accum_steps`` micro-batches through ``model.forward_branches`` (SA, GLCA and, with a
+derangement of the micro-batch as distractors, PWCA; Sec. 3), weighs the branch losses by
+uncertainty (Sec. 3.4), and updates the weights (AMP, gradient clipping, optional EMA).  Every
+``train.eval_every`` epochs it evaluates, appends to ``metrics.jsonl`` and writes
+``checkpoints/last.pt`` (and ``best.pt`` when the main metric improves); with
+``train.checkpoint_every`` it also writes ``last.pt`` every N optimiser steps.
+
+Exact resume: a checkpoint holds everything the rest of the run depends on — weights, optimiser,
+schedule, loss weights, grad scaler, EMA, every process's random states, and the position in the
+epoch.  Augmentation is seeded per ``(seed, epoch, index)``, the sampler's order per
+``(seed, epoch)`` and the PWCA distractors per ``(seed, rank, micro-step)``, so a run killed at any
+step and resumed reproduces an uninterrupted run bitwise on the CPU.
+
+Under ``torchrun`` the model and the loss (whose weights are learnt) are wrapped together in
+DistributedDataParallel, so both are averaged over processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dcal.config import Config, save_config
+from dcal.engine import checkpoint as ckpt
+from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, load_splits, _mix
+from dcal.engine.distributed import DistributedContext, all_gather_objects
+from dcal.engine.evaluator import evaluate
+from dcal.engine.losses import DCALLoss
+from dcal.engine.model_setup import build_model
+from dcal.engine.optimizer import build_optimizer, build_scheduler
+from dcal.engine.param_groups import param_groups
+from dcal.engine.run_log import RunLog
+from dcal.errors import DCALError
+from dcal.model.pairing import derangement
+
+
+class TrainingDiverged(DCALError):
+    """The loss became NaN or infinite."""
+
+
+class TrainStep(nn.Module):
+    """Model and criterion as one module, so DDP averages the loss weights' gradients too."""
+
+    def __init__(self, model: nn.Module, criterion: nn.Module):
+        super().__init__()
+        self.model, self.criterion = model, criterion
+
+    def forward(self, images, targets, pair_index):
+        outputs = self.model.forward_branches(images, pair_index=pair_index)
+        return self.criterion(outputs, targets)
+
+
+def main_metric(config: Config) -> str:
+    """The metric that decides ``best.pt``: combined top-1 (FGVC) or mAP (Re-ID)."""
+    return "top1" if config.task == "fgvc" else "mAP"
+
+
+def train(config: Config, run_dir, *, resume: bool = False, context: DistributedContext = DistributedContext()) -> dict:
+    """Train as ``config`` says, writing the run folder ``run_dir``; returns the last evaluation's metrics."""
+    run_dir = Path(run_dir)
+    t, device = config.train, context.device
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    state = ckpt.read_checkpoint(last_path) if resume else None
+    if state is not None:
+        ckpt.check_compatible(ckpt.checkpoint_config(state, last_path), config, last_path)
+    torch.manual_seed(_mix(t.seed, context.rank))
+
+    # Data: this process's share of the training set, and the full evaluation split(s).
+    splits = load_splits(config) if context.is_main else None
+    if context.distributed:  # rank 0 may have written the synthetic set; then every rank parses it
+        torch.distributed.barrier()
+        splits = splits or load_splits(config)
+    data = build_train_data(config, context.rank, context.world_size, splits)
+    eval_sets = {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
+    steps_per_epoch = data.batches_per_epoch(0) // t.accum_steps
+
+    # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens, loss weights).
+    model = build_model(config, splits.num_classes).to(device)
+    criterion = DCALLoss.for_model(model, label_smoothing=config.loss.label_smoothing,
+                                   triplet_margin=config.loss.triplet_margin).to(device)
+    step_module = TrainStep(model, criterion)
+    optimizer = build_optimizer(param_groups(model, criterion, config.optim.weight_decay), config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+    ema = None
+    if t.ema:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=t.ema_decay)
+    trainable = [p for p in step_module.parameters() if p.requires_grad]
+
+    epoch, step_in_epoch, global_step, best, records = 0, 0, 0, None, None
+    if state is not None:
+        ckpt.load_weights(model, state["model"], last_path)
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.module.load_state_dict(state["model_ema"])
+        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        best, records = state["best"], state["metrics_records"]
+    ddp = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None) \
+        if context.distributed else step_module
+    if state is not None and len(state["rng"]) == context.world_size:
+        ckpt.set_rng_state(state["rng"][context.rank])
+
+    log = RunLog(run_dir, enabled=context.is_main, keep_records=records, purge_step=global_step if state else None)
+    if context.is_main:
+        save_config(config, run_dir / "config.yaml")
+    last_metrics = None
+
+    def checkpoint_state() -> dict:
+        """Everything needed to continue exactly from here (collective: every rank sends its RNG state)."""
+        rng = all_gather_objects(ckpt.rng_state(), context)
+        out = {
+            "model": model.state_dict(), "config": config.to_dict(), "task": config.task,
+            "num_classes": splits.num_classes, "class_names": splits.class_names,
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "criterion": criterion.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
+            "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "best": best, "metrics_records": log.records, "metrics": last_metrics,
+        }
+        if ema is not None:
+            out["model_ema"] = ema.module.state_dict()
+        return out
+
+    def save(path) -> None:
+        state = checkpoint_state()
+        if context.is_main:
+            ckpt.save_checkpoint(state, path)
+            if t.save_safetensors:
+                weights = state["model_ema"] if ema is not None else state["model"]
+                ckpt.save_safetensors(weights, Path(path).with_suffix(".safetensors"),
+                                      {"config": state["config"], "num_classes": state["num_classes"],
+                                       "class_names": state["class_names"]})
+
+    while epoch < t.epochs:
+        # One epoch of optimiser steps, starting after the steps a resumed checkpoint already did.
+        steps = data.batches_per_epoch(epoch) // t.accum_steps
+        loader = data.loader(epoch, step_in_epoch * t.accum_steps, config, context.rank)
+        model.train()
+        bar = tqdm(total=steps, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
+                   disable=not context.is_main, dynamic_ncols=True, leave=False)
+        batches = iter(loader)
+        while step_in_epoch < steps:
+            started = time.perf_counter()
+            images_seen, loss_sum = 0, 0.0
+            for micro in range(t.accum_steps):
+                batch = next(batches)
+                images = batch["image"].to(device, non_blocking=True)
+                targets = batch["target"].to(device, non_blocking=True)
+                pair_index = None
+                if config.model.pwca_blocks > 0:
+                    generator = torch.Generator().manual_seed(_mix(t.seed, context.rank, global_step, micro))
+                    pair_index = derangement(len(images), generator=generator).to(device)
+                sync = micro == t.accum_steps - 1 or not context.distributed
+                with ddp.no_sync() if not sync else nullcontext():
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=t.amp):
+                        loss, parts = ddp(images, targets, pair_index)
+                    scaler.scale(loss / t.accum_steps).backward()
+                loss_sum += loss.detach().float().item() / t.accum_steps
+                images_seen += len(images)
+            if not _finite_everywhere(loss_sum, context, device):
+                raise TrainingDiverged(
+                    f"the loss became {loss_sum} at optimiser step {global_step + 1} (epoch {epoch + 1}, "
+                    f"step {step_in_epoch + 1} of {steps}); stopped. The last good checkpoint is {last_path}"
+                )
+            if t.clip_grad is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(trainable, t.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            global_step += 1
+            step_in_epoch += 1
+            scheduler.step_update(global_step)
+            if ema is not None:
+                ema.update(model, step=global_step)
+
+            throughput = images_seen * context.world_size / (time.perf_counter() - started)
+            lr = optimizer.param_groups[0]["lr"]
+            bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", img_s=f"{throughput:.1f}")
+            bar.update()
+            if global_step % t.log_every == 0:
+                log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput,
+                                          **{k: float(v) for k, v in parts.items()}}, "train")
+            if t.checkpoint_every and global_step % t.checkpoint_every == 0:
+                save(last_path)
+        bar.close()
+        del batches, loader
+
+        # End of the epoch: evaluate when due, then checkpoint the start of the next epoch.
+        epoch, step_in_epoch = epoch + 1, 0
+        if epoch % t.eval_every == 0 or epoch == t.epochs:
+            metrics = evaluate(ema.module if ema is not None else model, eval_sets, config, context)
+            last_metrics = {"epoch": epoch, "step": global_step, **metrics}
+            log.record(global_step, last_metrics)
+            if context.is_main:
+                print(format_metrics(config.task, last_metrics), flush=True)
+            improved = best is None or last_metrics[main_metric(config)] > best[main_metric(config)]
+            if improved:
+                best = last_metrics
+            save(last_path)
+            if improved:
+                save(best_path)
+        else:
+            save(last_path)
+    log.close()
+    return last_metrics if last_metrics is not None else (state or {}).get("metrics")
+
+
+def format_metrics(task: str, metrics: dict) -> str:
+    """One line of the metrics a person reads: top-1 per branch (FGVC) or mAP and Rank-1 (Re-ID)."""
+    def pct(value):
+        return "n/a" if value is None else f"{value:.2f}%"
+
+    head = f"epoch {metrics['epoch']}: " if "epoch" in metrics else ""
+    if task == "fgvc":
+        return (f"{head}top-1 SA {pct(metrics['top1_sa'])}  GLCA {pct(metrics['top1_glca'])}  "
+                f"combined {pct(metrics['top1'])}  (top-5 combined {pct(metrics['top5'])}, {metrics['num_images']} images)")
+    return (f"{head}mAP {pct(metrics['mAP'])}  Rank-1 {pct(metrics['rank1'])}  Rank-5 {pct(metrics['rank5'])}  "
+            f"mINP {pct(metrics['mINP'])}  ({metrics['num_images']} images)")
+
+
+def _finite_everywhere(value: float, context: DistributedContext, device) -> bool:
+    finite = math.isfinite(value)
+    if context.distributed:
+        flag = torch.tensor([0.0 if finite else 1.0], device=device)
+        torch.distributed.all_reduce(flag)
+        finite = flag.item() == 0
+    return finite
+

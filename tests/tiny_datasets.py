@@ -1,0 +1,59 @@
+"""Tiny image sets for the engine tests: a few dozen 32x32 images that a 2-block ViT learns in seconds.
+
+FGVC (``image_folder`` layout): class c is a flat colour with a bright square in corner c, plus noise.
+Re-ID (Market-1501 layout): identity i is a colour pair (top half / bottom half), seen by two cameras.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SIZE = 32
+COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200), (40, 200, 200)]
+
+
+def _image(rng, top, bottom=None, corner=None) -> Image.Image:
+    pixels = np.empty((SIZE, SIZE, 3), np.float64)
+    pixels[: SIZE // 2] = top
+    pixels[SIZE // 2:] = top if bottom is None else bottom
+    if corner is not None:
+        y, x = divmod(corner, 2)
+        pixels[y * 20: y * 20 + 12, x * 20: x * 20 + 12] = 255
+    pixels += rng.normal(0, 12, pixels.shape)
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def write_tiny_fgvc(root, classes: int = 4, train_per_class: int = 16, test_per_class: int = 6) -> Path:
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for c in range(classes):
+            folder = root / split / f"class_{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                _image(rng, COLOURS[c % len(COLOURS)], corner=c % 4).save(folder / f"{i:03d}.png")
+    return root
+
+
+def write_tiny_reid(root, ids: int = 6, per_camera: int = 4) -> Path:
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    for folder in ("bounding_box_train", "bounding_box_test", "query"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    n = 0
+    for pid in range(1, ids + 1):
+        top, bottom = COLOURS[pid % len(COLOURS)], COLOURS[(pid * 2 + 1) % len(COLOURS)]
+        for cam in (1, 2):
+            for i in range(per_camera):
+                n += 1
+                name = f"{pid:04d}_c{cam}s1_{n:06d}_00.jpg"
+                _image(rng, top, bottom).save(root / "bounding_box_train" / name)
+                test_pid = pid + 100
+                _image(rng, bottom, top).save(root / ("query" if i == 0 else "bounding_box_test") / f"{test_pid:04d}_c{cam}s1_{n:06d}_00.jpg")
+    sizes = {"train": {"images": ids * 2 * per_camera, "ids": ids, "cameras": 2},
+             "query": {"images": ids * 2, "ids": ids, "cameras": 2},
+             "gallery": {"images": ids * 2 * (per_camera - 1), "ids": ids, "cameras": 2}}
+    (root / "SYNTHETIC.json").write_text(json.dumps({"generator": "tests/tiny_datasets.py", "sizes": sizes}))
+    return root
