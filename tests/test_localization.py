@@ -128,4 +128,19 @@ def test_pointing_game_over_a_dataset(tmp_path):
     result = pointing_game(model, dataset, batch_size=2)
     assert result.hits.tolist() == [True, True, False]
     assert result.score == pytest.approx(2 / 3) and result.count == 3
-    assert result.as_dict()["pointing_game"] == pytest.approx(2 / 3)
+    assert result.as_dict()["pointing_game"] == pytest.approx(100 * 2 / 3)
+
+
+def test_record_pointing_marks_images_without_a_box(tmp_path):
+    from PIL import Image
+
+    from dcal.data.records import FGVCRecord
+    from dcal.evaluation.localization import PointingGameResult, record_pointing
+
+    Image.new("RGB", (100, 80)).save(tmp_path / "a.png")
+    records = [FGVCRecord(str(tmp_path / "a.png"), 0, bbox=(50, 25, 20, 20)), FGVCRecord(str(tmp_path / "a.png"), 0)]
+    transform = T.Compose([T.Resize(40), T.CenterCrop(32), T.ToTensor()])
+    hits, chance = record_pointing(torch.tensor(np.stack([_peak(1, 2), _peak(1, 2)])), (4, 4), transform, records)
+    assert hits[0] == 1.0 and torch.isnan(hits[1]) and chance[0] == 1 / 16 and torch.isnan(chance[1])
+    result = PointingGameResult.from_arrays(hits, chance)
+    assert (result.score, result.count) == (1.0, 1)

@@ -94,7 +94,7 @@ def _attention(trained, args, out) -> list:
         paths = [Path(r.path) for r in records]
         images = [load_record_image(r) for r in records]
         if trained.task == "fgvc":
-            captions = [trained.class_name(r.label) for r in records]
+            captions = [f"true: {trained.class_name(r.label)}," for r in records]
         else:
             captions = [f"id {r.original_pid} c{r.camid + 1}" for r in records]
         boxes = [getattr(r, "bbox", None) for r in records]

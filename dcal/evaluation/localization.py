@@ -28,8 +28,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
-from dcal.errors import DCALError
+from dcal.errors import DatasetError, DCALError
 
 # Transforms that leave pixel positions where they are (type conversions, normalisation).
 POSITION_PRESERVING = {
@@ -196,15 +197,29 @@ def pointing_hits(rollout, grid_size: Sequence[int], views: Sequence[InputView],
 @dataclass(frozen=True)
 class PointingGameResult:
     """The pointing game over a set of images: ``score`` (share of hits), ``chance`` (mean share of
-    patch centres in the box), ``hits`` (per image, in record order) and ``count`` (images scored)."""
+    patch centres in the box), ``hits`` (per image with a box, in record order) and ``count``."""
 
     score: float
     chance: float
     hits: np.ndarray
     count: int
 
+    @classmethod
+    def from_arrays(cls, hits, chance) -> "PointingGameResult":
+        """Summarise per-image ``hits`` and ``chance`` as :func:`record_pointing` returns them
+        (NaN for images without a box, which are left out)."""
+        hits = torch.as_tensor(hits, dtype=torch.float64).numpy()
+        chance = torch.as_tensor(chance, dtype=torch.float64).numpy()
+        boxed = ~np.isnan(hits)
+        if not boxed.any():
+            raise LocalizationError("no image of the dataset has a box; the pointing game needs boxes")
+        return cls(score=float(hits[boxed].mean()), chance=float(chance[boxed].mean()),
+                   hits=hits[boxed].astype(bool), count=int(boxed.sum()))
+
     def as_dict(self) -> dict:
-        return {"pointing_game": self.score, "pointing_game_chance": self.chance, "pointing_game_images": self.count}
+        """Metrics keys: ``pointing_game`` and ``pointing_game_chance`` in percent, ``pointing_game_images``."""
+        return {"pointing_game": 100.0 * self.score, "pointing_game_chance": 100.0 * self.chance,
+                "pointing_game_images": self.count}
 
 
 def has_boxes(dataset) -> bool:
@@ -215,16 +230,31 @@ def has_boxes(dataset) -> bool:
 def _loaded_size(record) -> tuple:
     """``(width, height)`` of a record's image as :func:`dcal.data.image_dataset.load_record_image`
     returns it (FGVC-Aircraft's banner removed), read from the file header only."""
-    from PIL import Image
-
-    from dcal.errors import DatasetError
-
     try:
         with Image.open(record.path) as image:
             width, height = image.size
     except (OSError, ValueError, SyntaxError) as error:
         raise DatasetError(f"cannot read image {record.path}: {error}") from None
     return (width, height - getattr(record, "crop_bottom", 0))
+
+
+def record_pointing(rollout, grid_size: Sequence[int], transform, records: Sequence) -> tuple:
+    """``(hits, chance)`` float64 tensors of length B for a batch of ``records`` (NaN where a record
+    has no box), given the model's ``rollout`` (B, N) on them under the test ``transform``.
+
+    This is the per-batch step of :func:`pointing_game`; an evaluation loop that already runs
+    ``forward_branches`` can call it on each batch and gather the results with the other columns.
+    """
+    hits = torch.full((len(records),), float("nan"), dtype=torch.float64)
+    chance = hits.clone()
+    boxed = [i for i, record in enumerate(records) if getattr(record, "bbox", None) is not None]
+    if boxed:
+        views = [input_view(transform, _loaded_size(records[i])) for i in boxed]
+        rows = rollout[boxed] if isinstance(rollout, torch.Tensor) else np.asarray(rollout)[boxed]
+        batch_hits, batch_chance = pointing_hits(rows, grid_size, views, [records[i].bbox for i in boxed])
+        hits[boxed] = torch.from_numpy(batch_hits.astype(np.float64))
+        chance[boxed] = torch.from_numpy(batch_chance)
+    return hits, chance
 
 
 @torch.no_grad()
@@ -234,7 +264,8 @@ def pointing_game(model, dataset, *, batch_size: int = 32, num_workers: int = 0,
     ``model`` is a DCAL model (its ``forward_branches`` gives ``rollout``; it has ``grid_size``);
     ``dataset`` an :class:`~dcal.data.image_dataset.ImageDataset` with the test transform, whose
     records carry ``bbox = (x, y, w, h)`` in image pixels.  Records without a box are left out;
-    none with a box raises :class:`LocalizationError`.
+    none with a box raises :class:`LocalizationError`.  Runs in one process; a distributed
+    evaluation can instead call :func:`record_pointing` per batch.
     """
     from torch.utils.data import DataLoader, Subset
 
@@ -246,15 +277,12 @@ def pointing_game(model, dataset, *, batch_size: int = 32, num_workers: int = 0,
     model.eval()
     hits, chance = [], []
     try:
-        loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers)
-        for batch in loader:
+        for batch in DataLoader(Subset(dataset, indices), batch_size=batch_size, num_workers=num_workers):
             records = [dataset.records[int(i)] for i in batch["index"]]
-            views = [input_view(dataset.transform, _loaded_size(record)) for record in records]
             rollout = model.forward_branches(batch["image"].to(device))["rollout"]
-            batch_hits, batch_chance = pointing_hits(rollout, model.grid_size, views, [r.bbox for r in records])
+            batch_hits, batch_chance = record_pointing(rollout, model.grid_size, dataset.transform, records)
             hits.append(batch_hits)
             chance.append(batch_chance)
     finally:
         model.train(was_training)
-    hits, chance = np.concatenate(hits), np.concatenate(chance)
-    return PointingGameResult(score=float(hits.mean()), chance=float(chance.mean()), hits=hits, count=len(hits))
+    return PointingGameResult.from_arrays(torch.cat(hits), torch.cat(chance))

@@ -38,15 +38,16 @@ def model_view(image: Image.Image, view: InputView, size: Sequence[int]) -> Imag
     return image.convert("RGB").crop(box).resize(tuple(int(v) for v in size), Image.BICUBIC)
 
 
-def heat_overlay(picture: Image.Image, rollout: np.ndarray, alpha: float = 0.55) -> Image.Image:
-    """``picture`` blended with the heat map of ``rollout`` (rows, cols), min-max normalised and
-    bilinearly upsampled to the picture's size."""
+def heat_overlay(picture: Image.Image, rollout: np.ndarray, alpha: float = 0.6) -> Image.Image:
+    """The heat map of ``rollout`` (rows, cols), min-max normalised and bilinearly upsampled to the
+    picture's size, blended over a grey-scale copy of ``picture`` (colourful images would otherwise
+    compete with the colour map)."""
     values = np.asarray(rollout, dtype=np.float32)
     span = float(values.max() - values.min())
     values = (values - values.min()) / span if span > 0 else np.zeros_like(values)
     upsampled = np.asarray(Image.fromarray(values, mode="F").resize(picture.size, Image.BILINEAR))
     heat = heat_colors(upsampled).astype(np.float32)
-    base = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    base = np.asarray(picture.convert("L").convert("RGB"), dtype=np.float32)
     return Image.fromarray(np.rint((1.0 - alpha) * base + alpha * heat).astype(np.uint8))
 
 
@@ -81,7 +82,7 @@ def attention_panel(
     grid_size: Sequence[int],
     selected: Sequence[int] = (),
     caption: Optional[str] = None,
-    alpha: float = 0.55,
+    alpha: float = 0.6,
 ) -> Image.Image:
     """``[picture | rollout heat map over it with the selected patches outlined]``, captioned.
 
@@ -112,7 +113,7 @@ def attention_figures(trained, images: Sequence[Image.Image], captions: Optional
                       boxes: Optional[Sequence] = None) -> list:
     """One :func:`attention_panel` per image for a :class:`~dcal.export.trained_model.TrainedModel`.
 
-    FGVC captions end with the top-1 class and its score (mean of the SA and GLCA softmax);
+    FGVC captions end with the predicted class and its score (mean of the SA and GLCA softmax);
     ``boxes[i]`` (``(x, y, w, h)`` in image pixels, or ``None``) is drawn in white on the left tile —
     the true part on the synthetic FGVC set, against which the pointing game scores the rollout.
     """
@@ -129,6 +130,6 @@ def attention_figures(trained, images: Sequence[Image.Image], captions: Optional
         parts = [captions[index]] if captions is not None else []
         if out["scores"] is not None:
             best = int(np.argmax(out["scores"]))
-            parts.append(f"→ {trained.class_name(best)} ({out['scores'][best]:.2f})")
+            parts.append(f"predicted: {trained.class_name(best)} ({out['scores'][best]:.2f})")
         panels.append(attention_panel(picture, out["rollout"], trained.grid_size, out["selected"], " ".join(parts) or None))
     return panels
