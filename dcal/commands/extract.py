@@ -1,11 +1,11 @@
-"""``dcal extract --checkpoint FILE [--config FILE] --split SPLIT --out FILE.npz``
+"""``dcal extract --checkpoint FILE [--config FILE] --split SPLIT --out FILE.npz [key=value ...]``
 
 Writes the features of every image of a dataset split (``query``, ``gallery``, ``test``, ``train``,
 ...) with their labels or identities, cameras and paths, for retrieval or analysis outside dcal.
 The dataset is the checkpoint's own (its config's ``data`` section) unless ``--config`` names
-another config of the same architecture (e.g. with another ``data.root``).  The ``.npz`` format
-(``numpy.load`` reads it) is described in :mod:`dcal.export.features`: ``features``, ``labels``,
-``cameras``, ``paths``, ``scores`` (FGVC) and a JSON ``metadata`` string.
+another config of the same architecture or ``key=value`` overrides change it (``data.root=...``).
+The ``.npz`` format (``numpy.load`` reads it) is described in :mod:`dcal.export.features`:
+``features``, ``labels``, ``cameras``, ``paths``, ``scores`` (FGVC) and a JSON ``metadata`` string.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the .npz file to write")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: eval.batch_size)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, ...")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.root=...")
 
 
 def run(args) -> int:
@@ -29,7 +30,7 @@ def run(args) -> int:
     from dcal.export.trained_model import load_trained
 
     config = load_config(args.config) if args.config else None
-    trained = load_trained(args.checkpoint, config=config, device=args.device)
+    trained = load_trained(args.checkpoint, config=config, overrides=args.overrides, device=args.device)
     config = trained.config
     dataset = build_eval_data(config, args.split)
     features = extract_features(

@@ -107,23 +107,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def load_trained(path, *, config: Optional[Config] = None, device: str = "auto", task: Optional[str] = None,
-                 purpose: str = "this command") -> TrainedModel:
-    """The model of checkpoint ``path`` in eval mode on ``device``; with ``task``, a checkpoint of
-    another task raises :class:`CheckpointError` naming it and ``purpose``.
+def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[str] = (), device: str = "auto",
+                 task: Optional[str] = None, purpose: str = "this command") -> TrainedModel:
+    """The model of checkpoint ``path`` in eval mode on ``device`` (its EMA weights when it has them);
+    with ``task``, a checkpoint of another task raises :class:`CheckpointError` naming it and ``purpose``.
 
-    ``config`` (optional) replaces the stored config's non-architecture settings (e.g. the data
-    root); it must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`).
+    ``config`` (optional) replaces the stored config and ``overrides`` (``key=value``) apply on top;
+    the result must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`),
+    so only settings such as the data root or evaluation options can differ.
     """
-    from dcal.engine.checkpoint import load_model
+    from dcal.config import apply_overrides
+    from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
 
     path = Path(path)
     target = resolve_device(device)
-    model, resolved = load_model(path, map_location=target, config=config)
-    model.eval()
-    # Class names only: a memory-mapped read does not load the tensors a second time.
-    class_names = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("class_names")
-    trained = TrainedModel(model, resolved, class_names, path, target)
+    state = read_checkpoint(path)
+    if config is None and overrides:
+        config = checkpoint_config(state, path)
+    if config is not None and overrides:
+        config = apply_overrides(config, overrides)
+    model, resolved = model_from_checkpoint(state, path, config=config)
+    trained = TrainedModel(model.to(target).eval(), resolved, state.get("class_names"), path, target)
     if task is not None:
         trained.require_task(task, purpose)
     return trained
