@@ -35,11 +35,20 @@ class PairwiseDistance:
             self.gallery = gallery
             self.gallery_sq = gallery.pow(2).sum(dim=1)
 
-    def __call__(self, queries: torch.Tensor) -> torch.Tensor:
-        """The (len(queries), len(gallery)) distance block."""
+    def __call__(self, queries: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The (len(queries), len(gallery)) distance block, written into ``out`` if given."""
         queries = queries.to(self.gallery.dtype)
         if self.metric == "cosine":
             queries = torch.nn.functional.normalize(queries, dim=1)
-            return torch.addmm(torch.ones((), dtype=queries.dtype), queries, self.gallery.T, alpha=-1)
+            ones = torch.ones((), dtype=queries.dtype)
+            return torch.addmm(ones, queries, self.gallery.T, alpha=-1, out=out)
         query_sq = queries.pow(2).sum(dim=1, keepdim=True)
-        return (query_sq + self.gallery_sq).addmm_(queries, self.gallery.T, beta=1, alpha=-2)
+        return torch.add(query_sq, self.gallery_sq, out=out).addmm_(queries, self.gallery.T, beta=1, alpha=-2)
+
+    def between(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Distances between gallery items ``first[n]`` and ``second[n]`` (index tensors), elementwise."""
+        a, b = self.gallery[first], self.gallery[second]
+        dot = torch.linalg.vecdot(a, b)
+        if self.metric == "cosine":
+            return 1 - dot
+        return self.gallery_sq[first] + self.gallery_sq[second] - 2 * dot

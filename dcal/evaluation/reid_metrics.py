@@ -63,12 +63,13 @@ def _as_tensor(name: str, array, ndim: int) -> torch.Tensor:
 
 
 def as_features(name: str, array) -> torch.Tensor:
-    """Features as a 2-D float32 (float64 if given so) CPU tensor, without copying when possible."""
+    """Features as a 2-D float32 (float64 if given so) CPU tensor, without copying when possible.
+
+    NaN features are caught later, as NaN distances, without a pass over the features here.
+    """
     features = _as_tensor(name, array, 2)
     if features.dtype not in (torch.float32, torch.float64):
         features = features.to(torch.float32)
-    if not bool(torch.isfinite(features).all()):
-        raise EvaluationError(f"{name} contains NaN or infinite values")
     return features
 
 
@@ -118,7 +119,7 @@ class RankingAccumulator:
             raise EvaluationError(f"max_rank must be a positive integer, got {max_rank!r}")
         self.max_rank = int(max_rank)
         self.num_gallery = len(self.g_pids)
-        self.num_bins = max(16, self.num_gallery // 2)
+        self.num_bins = max(16, self.num_gallery // 8)
         # The gallery grouped by identity (stable, so gallery order holds inside a group).
         self.sorted_g_pids, self.g_order = torch.sort(self.g_pids, stable=True)
         num_query = len(self.q_pids)
@@ -126,6 +127,15 @@ class RankingAccumulator:
         self.inp = np.zeros(num_query)
         self.first = np.full(num_query, -1, dtype=np.int64)  # 0-based position; -1 = no true match
         self.added = np.zeros(num_query, dtype=bool)
+        # Chunk-sized work buffers, reused: fresh large tensors would cost a page fault per 4 kB.
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def _buffer(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        size = int(np.prod(shape))
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
+            buffer = self.buffers[name] = torch.empty(size, dtype=dtype)
+        return buffer[:size].view(shape)
 
     def add(self, start: int, distances: torch.Tensor) -> None:
         """Evaluate the queries ``start : start + len(distances)`` given their distance rows."""
@@ -140,10 +150,10 @@ class RankingAccumulator:
                 f"distance rows {start}..{start + num_rows - 1} exceed the {len(self.q_pids)} queries"
             )
         self.added[start : start + num_rows] = True
-        if num_rows == 0:
-            return
         if not distances.dtype.is_floating_point:
             distances = distances.to(torch.float64)
+        if num_rows == 0:
+            return
         rows = torch.arange(num_rows)
         q_pids = self.q_pids[start : start + num_rows]
         q_camids = self.q_camids[start : start + num_rows]
@@ -163,12 +173,12 @@ class RankingAccumulator:
 
         bins = self._bins(distances, start)
         # Per query, how many valid non-matching items fall in each bin.
-        counts = torch.zeros(num_rows, self.num_bins, dtype=torch.int32)
+        counts = self._buffer("counts", (num_rows, self.num_bins), torch.int32).zero_()
         counts.scatter_add_(1, bins, torch.ones((), dtype=torch.int32).expand(num_rows, num_gallery))
         counts.index_put_(
             (same_row, bins[same_row, same_col]), torch.tensor(-1, dtype=torch.int32), accumulate=True
         )
-        counts_below = counts.cumsum(1, dtype=torch.int64) - counts
+        counts_upto = counts.cumsum(1, dtype=torch.int32)
 
         # True matches of each query, padded to `width` and sorted by (distance, gallery index).
         slot = torch.arange(len(match_row)) - torch.repeat_interleave(num_matches.cumsum(0) - num_matches, num_matches)
@@ -183,23 +193,32 @@ class RankingAccumulator:
         is_real = torch.arange(width) < num_matches[:, None]
 
         # Items ahead of a true match: all in lower bins, plus those of its bin that compare lower.
-        ahead = counts_below.gather(1, match_bin)
-        del counts, counts_below
-        shares_bin = torch.zeros(num_rows, self.num_bins, dtype=torch.bool)
-        shares_bin[rows[:, None].expand(-1, width)[is_real], match_bin[is_real]] = True
-        cand_row, cand_col = shares_bin.gather(1, bins).nonzero(as_tuple=True)
-        del shares_bin
+        ahead = counts_upto.gather(1, (match_bin - 1).clamp(min=0)).where(match_bin > 0, 0).to(torch.int64)
+        # Bins holding true matches: (row, bin) groups of consecutive matches, in sorted order.
+        real_row = rows[:, None].expand(-1, width)[is_real]
+        real_k = torch.arange(width).expand(num_rows, -1)[is_real]
+        groups, group_size = torch.unique_consecutive(real_row * self.num_bins + match_bin[is_real], return_counts=True)
+        group_first_k = real_k[group_size.cumsum(0) - group_size]
+        shares_bin = self._buffer("shares_bin", (num_rows, self.num_bins), torch.bool).zero_()
+        shares_bin.view(-1)[groups] = True
+        in_shared_bin = torch.gather(shares_bin, 1, bins, out=self._buffer("in_shared_bin", bins.shape, torch.bool))
+        cand_row, cand_col = in_shared_bin.nonzero(as_tuple=True)
         negative = self.g_pids[cand_col] != q_pids[cand_row]
         cand_row, cand_col = cand_row[negative], cand_col[negative]
-        cand_bin, cand_dist = bins[cand_row, cand_col], distances[cand_row, cand_col]
-        del bins
-        step = max(1, num_rows * num_gallery // (4 * width))
-        for lo in range(0, len(cand_row), step):
-            r, c = cand_row[lo : lo + step], cand_col[lo : lo + step, None]
-            b, d = cand_bin[lo : lo + step, None], cand_dist[lo : lo + step, None]
-            m_dist = match_dist[r]
-            is_ahead = (match_bin[r] == b) & ((d < m_dist) | ((d == m_dist) & (c < match_idx[r])))
-            ahead.index_add_(0, r, is_ahead.to(torch.int64))
+        cand_dist = distances[cand_row, cand_col]
+        group = torch.searchsorted(groups, cand_row * self.num_bins + bins[cand_row, cand_col])
+        first_k, size = group_first_k[group], group_size[group]
+        # A candidate is ahead of the matches of its bin that compare higher (distance, then index):
+        # a suffix of the bin's matches, since they are sorted. Count the prefix that compares lower.
+        lower = torch.zeros_like(cand_row)
+        for j in range(int(size.max()) if len(size) else 0):
+            k = (first_k + j).clamp(max=width - 1)
+            m_dist, m_idx = match_dist[cand_row, k], match_idx[cand_row, k]
+            lower += (j < size) & ((m_dist < cand_dist) | ((m_dist == cand_dist) & (m_idx < cand_col)))
+        suffix = torch.zeros(num_rows, width + 1, dtype=torch.int64)
+        suffix.index_put_((cand_row, first_k + lower), torch.tensor(1), accumulate=True)
+        suffix.index_put_((cand_row, first_k + size), torch.tensor(-1), accumulate=True)
+        ahead += suffix.cumsum(1)[:, :width]
 
         # Position (0-based) of the k-th true match among the valid items: ahead + k.
         position = ahead + torch.arange(width)
@@ -215,21 +234,23 @@ class RankingAccumulator:
 
     def _bins(self, distances: torch.Tensor, start: int) -> torch.Tensor:
         """A monotone (non-decreasing) map of each row's distances to bins 0 … num_bins − 1."""
-        low, high = torch.aminmax(distances, dim=1)
+        low, high = torch.amin(distances, dim=1), torch.amax(distances, dim=1)
         bad = torch.isnan(low) | torch.isnan(high)
         if bool(bad.any()):
             rows = (torch.nonzero(bad)[:5, 0] + start).tolist()
-            raise EvaluationError(f"distances contain NaN (query rows {rows}{' …' if bad.sum() > 5 else ''})")
+            more = " …" if bad.sum() > 5 else ""
+            raise EvaluationError(f"distances contain NaN (query rows {rows}{more}); are there NaN features?")
         finite = torch.isfinite(low) & torch.isfinite(high)
         span = high - low
         scale = torch.where(span > 0, (self.num_bins - 1) / span, torch.zeros_like(span))
         scale = torch.where(finite, scale, torch.zeros_like(scale))
         low = torch.where(finite, low, torch.zeros_like(low))
-        scaled = torch.sub(distances, low[:, None]).mul_(scale[:, None])
+        scaled = torch.sub(distances, low[:, None], out=self._buffer("scaled", distances.shape, distances.dtype))
+        scaled.mul_(scale[:, None])
         if not bool(finite.all()):
             # Rows with ±inf: one bin for all, so every item is compared exactly.
             scaled[~finite] = 0
-        return scaled.to(torch.int64)
+        return self._buffer("bins", distances.shape, torch.int64).copy_(scaled)
 
     def result(self) -> dict:
         """``{"mAP": float, "mINP": float, "cmc": ndarray(max_rank)}`` over the valid queries."""
@@ -275,8 +296,10 @@ def reid_metrics(
     accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
     distance = PairwiseDistance(gf, metric)
     step = _chunk_size(chunk_size, len(gf))
+    buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype)
     for start in range(0, len(qf), step):
-        accumulator.add(start, distance(qf[start : start + step]))
+        queries = qf[start : start + step]
+        accumulator.add(start, distance(queries, out=buffer[: len(queries)]))
     return accumulator.result()
 
 
