@@ -6,7 +6,6 @@ four-class CUB-layout set and a Re-ID model on a Market-1501-layout set, both ti
 """
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +20,11 @@ from dcal.engine.model_setup import build_model
 CLASS_NAMES = ["red square", "green square", "blue square", "grey square"]
 COLOURS = [(220, 30, 30), (30, 200, 30), (30, 30, 220), (128, 128, 128)]
 TINY_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
+
+
+def _declare_sizes(root, sizes):
+    """The SYNTHETIC.json marker `dcal demo-data` writes: the parsers then check these sizes, not the official ones."""
+    (root / "SYNTHETIC.json").write_text(json.dumps({"generator": "tests", "sizes": sizes}))
 
 
 def _write_cub(root):
@@ -43,6 +47,7 @@ def _write_cub(root):
             lines["bounding_boxes.txt"].append(f"{image_id} {x} {y} 12 12")
     for name, content in lines.items():
         (root / name).write_text("\n".join(content) + "\n")
+    _declare_sizes(root, {"train": {"images": 8, "classes": 4}, "test": {"images": 8, "classes": 4}})
     (root / "classes.txt").write_text("".join(f"{i + 1} {i + 1:03d}.{n.replace(' ', '_')}\n" for i, n in enumerate(CLASS_NAMES)))
 
 
@@ -58,20 +63,22 @@ def _write_market(root):
         for pid, cam, k in entries:
             pixels = np.clip(rng.normal(60 * pid, 20, size=(32, 16, 3)), 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(root / folder / f"{pid:04d}_c{cam}s1_{k:06d}_00.jpg")
+    _declare_sizes(root, {"train": {"images": 12, "ids": 3, "cameras": 2}, "query": {"images": 3, "ids": 3, "cameras": 1},
+                          "gallery": {"images": 12, "ids": 3, "cameras": 2}})
 
 
-def _checkpoint(tmp, task, dataset, root, img_size, class_names):
+def _checkpoint(tmp, task, dataset, root, img_size, class_names, baseline=False):
     config = Config()
     config.task, config.name = task, f"tiny-{task}"
     config.model.timm_kwargs = dict(TINY_VIT)
-    config.model.pwca_blocks = 2
+    config.model.glca, config.model.pwca_blocks = (False, 0) if baseline else (True, 2)
     config.data.dataset, config.data.root, config.data.synthetic = dataset, str(root), False
     config.data.img_size, config.data.resize_size = list(img_size), None
     config.data.num_workers = 0
     config.eval.batch_size = 8
     num_classes = len(class_names) if class_names else 3
     model = build_model(config, num_classes, pretrained=False)
-    path = tmp / f"{task}.pt"
+    path = tmp / f"{task}{'-baseline' if baseline else ''}.pt"
     save_checkpoint({"model": model.state_dict(), "config": config.to_dict(), "task": task,
                      "num_classes": num_classes, "class_names": class_names}, path)
     return path
@@ -83,17 +90,14 @@ def tiny(tmp_path_factory):
     (tmp / "cub").mkdir()
     _write_cub(tmp / "cub")
     _write_market(tmp / "market")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # split sizes differ from the official ones
-        fgvc = _checkpoint(tmp, "fgvc", "cub200", tmp / "cub", (32, 32), CLASS_NAMES)
-        reid = _checkpoint(tmp, "reid", "market1501", tmp / "market", (32, 16), None)
-    return {"tmp": tmp, "fgvc": fgvc, "reid": reid, "images": sorted((tmp / "cub" / "images").rglob("*.png"))}
+    fgvc = _checkpoint(tmp, "fgvc", "cub200", tmp / "cub", (32, 32), CLASS_NAMES)
+    reid = _checkpoint(tmp, "reid", "market1501", tmp / "market", (32, 16), None)
+    baseline = _checkpoint(tmp, "fgvc", "cub200", tmp / "cub", (32, 32), CLASS_NAMES, baseline=True)
+    return {"tmp": tmp, "fgvc": fgvc, "reid": reid, "baseline": baseline, "images": sorted((tmp / "cub" / "images").rglob("*.png"))}
 
 
 def _run(capsys, *argv):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        code = main([str(a) for a in argv])
+    code = main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -128,6 +132,22 @@ def test_rank_list_marks_matches(tiny, capsys):
     with Image.open(out / "rank_list.png") as figure:
         tile_w, tile_h = 80 + 8, 160 + 8 + 30
         assert figure.size == (5 * tile_w + 6 * 6 + 12, 3 * (tile_h + 6) + 6)
+
+
+def test_baseline_checkpoint_draws_rollout_without_glca_selection_and_plays_the_pointing_game(tiny, capsys):
+    from dcal.engine.data_setup import build_eval_data
+    from dcal.evaluation.localization import pointing_game
+    from dcal.export.trained_model import load_trained
+
+    out = tiny["tmp"] / "vis-baseline"
+    code, _, stderr = _run(capsys, "visualize", "--checkpoint", tiny["baseline"], "--split", "test", "--num-images", "1",
+                           "--out", out)
+    assert code == 0, stderr
+    with Image.open(next(out.glob("*.png"))) as panel:
+        assert not np.all(np.asarray(panel) == (0, 255, 255), axis=-1).any()  # nothing outlined: no GLCA
+    trained = load_trained(tiny["baseline"], device="cpu")
+    result = pointing_game(trained.model, build_eval_data(trained.config, "test"), batch_size=8)
+    assert result.count == 8 and 0.0 <= result.score <= 1.0 and 0.0 < result.chance < 1.0
 
 
 def test_predict_prints_topk_names_and_scores(tiny, capsys):
