@@ -199,10 +199,12 @@ def test_export_onnx_agrees_with_pytorch(tiny, capsys):
     np.testing.assert_allclose(scores, trained.model(batch).detach().numpy(), atol=1e-4, rtol=0)
 
 
-def test_predict_with_a_reid_checkpoint_names_it(tiny, capsys):
+def test_a_checkpoint_of_the_wrong_task_is_named(tiny, capsys):
     code, _, stderr = _run(capsys, "predict", "--checkpoint", tiny["reid"], tiny["images"][0])
     assert code == 2
     assert str(tiny["reid"]) in stderr and "reid checkpoint" in stderr and "fgvc" in stderr
+    code, _, stderr = _run(capsys, "visualize", "--checkpoint", tiny["fgvc"], "--rank-list", "--out", tiny["tmp"] / "x")
+    assert code == 2 and str(tiny["fgvc"]) in stderr and "fgvc checkpoint" in stderr and "--rank-list" in stderr
 
 
 def test_unreadable_image_is_named(tiny, capsys):
