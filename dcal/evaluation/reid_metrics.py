@@ -47,11 +47,6 @@ class EvaluationError(DCALError):
     """Inputs to an evaluation are inconsistent (lengths, shapes, empty sets, NaN distances)."""
 
 
-def query_chunk_size(num_gallery: int, memory_budget: int = MEMORY_BUDGET) -> int:
-    """How many queries to evaluate at once so that one chunk fits ``memory_budget`` bytes."""
-    return max(1, memory_budget // (BYTES_PER_PAIR * max(1, num_gallery)))
-
-
 def _as_tensor(name: str, array, ndim: int) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         tensor = array.detach().cpu()
@@ -295,7 +290,7 @@ def reid_metrics(
     check_features(qf, gf)
     accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
     distance = PairwiseDistance(gf, metric)
-    step = _chunk_size(chunk_size, len(gf))
+    step = resolve_chunk_size(chunk_size, len(gf))
     buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype)
     for start in range(0, len(qf), step):
         queries = qf[start : start + step]
@@ -317,7 +312,7 @@ def reid_metrics_from_distances(
     if isinstance(distances, (torch.Tensor, np.ndarray)):
         matrix = _as_tensor("distances", distances, 2)
         _check_lengths(**{"distances rows": len(matrix), "q_pids": len(accumulator.q_pids)})
-        step = _chunk_size(chunk_size, matrix.shape[1])
+        step = resolve_chunk_size(chunk_size, matrix.shape[1])
         chunks: Iterable = (matrix[start : start + step] for start in range(0, len(matrix), step))
     else:
         chunks = distances
@@ -329,9 +324,10 @@ def reid_metrics_from_distances(
     return accumulator.result()
 
 
-def _chunk_size(chunk_size, num_gallery: int) -> int:
+def resolve_chunk_size(chunk_size, num_gallery: int, bytes_per_pair: int = BYTES_PER_PAIR) -> int:
+    """``chunk_size`` checked, or if None the number of queries whose pairs fit :data:`MEMORY_BUDGET`."""
     if chunk_size is None:
-        return query_chunk_size(num_gallery)
+        return max(1, MEMORY_BUDGET // (bytes_per_pair * max(1, num_gallery)))
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise EvaluationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return int(chunk_size)
