@@ -180,6 +180,11 @@ def test_extract_writes_features_labels_cameras_paths(tiny, capsys):
         assert data["labels"].tolist() == [int(n[:4]) for n in names]
         assert data["cameras"].tolist() == [int(n[6]) - 1 for n in names]
         assert json.loads(str(data["metadata"]))["split"] == "gallery"
+        from dcal.export.features import Features
+
+        loaded = Features.load(out)
+        np.testing.assert_array_equal(loaded.features, data["features"])
+        assert loaded.scores is None and loaded.metadata["task"] == "reid"
 
 
 def test_export_onnx_agrees_with_pytorch(tiny, capsys):
