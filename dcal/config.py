@@ -60,9 +60,11 @@ class DataConfig:
     test_split: Optional[str] = None  # FGVC evaluation split; None: test (Re-ID evaluates query vs gallery)
     img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
     resize_size: Optional[list] = field(default_factory=lambda: [72, 72])  # resize before cropping, [height, width]; None: the transform's default
+    padding: int = 10  # Re-ID training: pad before the random crop
+    erasing_prob: float = 0.5  # Re-ID training: random erasing probability
     batch_size: int = 32  # images per optimiser step over all processes and accumulation steps
     num_instances: int = 4  # Re-ID: images per identity in a batch (P x K sampling)
-    num_workers: int = 2  # data-loader processes per training process
+    num_workers: int = 0  # data-loader processes per training process (0: load in the training process)
     skip_corrupt: bool = False  # skip unreadable images instead of stopping
 
 
@@ -92,6 +94,7 @@ class TrainConfig:
     ema_decay: float = 0.9998
     seed: int = 0
     device: str = "auto"  # auto (CUDA if available), cpu, cuda
+    threads: int = 1  # CPU threads per process (torch.set_num_threads); 0: torch's default
     eval_every: int = 5  # epochs between evaluations (the last epoch is always evaluated)
     checkpoint_every: int = 0  # also write checkpoints/last.pt every N optimiser steps; 0: per epoch only
     save_safetensors: bool = False  # also write the weights of last/best as .safetensors

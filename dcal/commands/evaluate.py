@@ -34,7 +34,7 @@ def run(args) -> int:
     config = checkpoint_config(state, args.checkpoint)
     if args.config or args.overrides:
         config = load_config(args.config, args.overrides) if args.config else apply_overrides(config, args.overrides)
-    context = distributed.setup(config.train.device)
+    context = distributed.setup(config.train.device, config.train.threads)
     try:
         model, config = model_from_checkpoint(state, args.checkpoint, config=config,
                                               ema={"auto": None, "yes": True, "no": False}[args.ema])

@@ -37,11 +37,11 @@ def run(args) -> int:
     from dcal.engine import distributed
     from dcal.engine.trainer import format_metrics, train
 
-    context = distributed.setup(config.train.device)
+    context = distributed.setup(config.train.device, config.train.threads)
     if context.is_main:
         print(f"run folder: {run_dir}", flush=True)
     try:
-        metrics = train(config, run_dir, resume=args.resume, context=context)
+        metrics = train(config, run_dir, resume=args.resume, context=context).metrics
     except BaseException as error:
         if not context.distributed:
             raise

@@ -135,7 +135,8 @@ def build_train_data(config: Config, rank: int = 0, world_size: int = 1, splits:
         sampler = IdentitySampler([r.pid for r in records], micro_batch, d.num_instances, t.seed, rank, world_size)
     else:
         sampler = ShuffleSampler(len(records), t.seed, rank, world_size, drop_last=True)
-    transform = build_transforms(config.task, True, tuple(d.img_size), _resize(config))
+    transform = build_transforms(config.task, True, tuple(d.img_size), _resize(config),
+                                 padding=d.padding, erasing_prob=d.erasing_prob)
     dataset = SeededDataset(ImageDataset(records, transform, skip_corrupt=d.skip_corrupt), t.seed)
     if len(sampler) < micro_batch:
         raise ConfigError(

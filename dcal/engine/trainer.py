@@ -22,10 +22,13 @@ DistributedDataParallel, so both are averaged over processes.
 from __future__ import annotations
 
 import math
+import random
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -66,15 +69,27 @@ def main_metric(config: Config) -> str:
     return "top1" if config.task == "fgvc" else "mAP"
 
 
-def train(config: Config, run_dir, *, resume: bool = False, context: DistributedContext = DistributedContext()) -> dict:
-    """Train as ``config`` says, writing the run folder ``run_dir``; returns the last evaluation's metrics."""
+@dataclass
+class TrainResult:
+    """What a finished run leaves in memory: the trained model and loss, and the last evaluation."""
+
+    model: nn.Module
+    criterion: nn.Module
+    metrics: dict | None
+
+
+def train(config: Config, run_dir, *, resume: bool = False, context: DistributedContext = DistributedContext()) -> TrainResult:
+    """Train as ``config`` says, writing the run folder ``run_dir``."""
     run_dir = Path(run_dir)
     t, device = config.train, context.device
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     state = ckpt.read_checkpoint(last_path) if resume else None
     if state is not None:
         ckpt.check_compatible(ckpt.checkpoint_config(state, last_path), config, last_path)
-    torch.manual_seed(_mix(t.seed, context.rank))
+    process_seed = _mix(t.seed, context.rank)
+    torch.manual_seed(process_seed)
+    np.random.seed(process_seed % 2**32)
+    random.seed(process_seed)
 
     # Data: this process's share of the training set, and the full evaluation split(s).
     splits = load_splits(config) if context.is_main else None
@@ -196,7 +211,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             bar.update()
             if global_step % t.log_every == 0:
                 log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput,
-                                          **{k: float(v) for k, v in parts.items()}}, "train")
+                                          **{k: float(v.detach()) for k, v in parts.items()}}, "train")
             if t.checkpoint_every and global_step % t.checkpoint_every == 0:
                 save(last_path)
         bar.close()
@@ -219,7 +234,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         else:
             save(last_path)
     log.close()
-    return last_metrics if last_metrics is not None else (state or {}).get("metrics")
+    return TrainResult(model, criterion, last_metrics if last_metrics is not None else (state or {}).get("metrics"))
 
 
 def format_metrics(task: str, metrics: dict) -> str:
