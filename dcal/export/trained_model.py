@@ -114,7 +114,8 @@ def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[s
 
     ``config`` (optional) replaces the stored config and ``overrides`` (``key=value``) apply on top;
     the result must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`),
-    so only settings such as the data root or evaluation options can differ.
+    so only settings such as the data root or evaluation options can differ.  Its ``train.threads``
+    sets torch's CPU threads, as in ``dcal train`` and ``dcal eval``.
     """
     from dcal.config import apply_overrides
     from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
@@ -122,10 +123,9 @@ def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[s
     path = Path(path)
     target = resolve_device(device)
     state = read_checkpoint(path)
-    if config is None and overrides:
-        config = checkpoint_config(state, path)
-    if config is not None and overrides:
-        config = apply_overrides(config, overrides)
+    config = apply_overrides(config if config is not None else checkpoint_config(state, path), overrides)
+    if config.train.threads > 0:  # as dcal train and dcal eval do
+        torch.set_num_threads(config.train.threads)
     model, resolved = model_from_checkpoint(state, path, config=config)
     trained = TrainedModel(model.to(target).eval(), resolved, state.get("class_names"), path, target)
     if task is not None:
