@@ -38,9 +38,10 @@ from dcal.evaluation.distances import METRICS, PairwiseDistance
 
 #: Working memory one query chunk may use, in bytes; it sets the default chunk size.
 MEMORY_BUDGET = 512 * 2**20
-#: Bytes held per query-gallery pair while a chunk is evaluated: the distance (4), its bin (8),
-#: the bin's float intermediate (4), the shared-bin mask (1), the histograms (about 3).
-BYTES_PER_PAIR = 20
+#: Bytes held per query-gallery pair while a chunk is evaluated, at worst (every item ranked
+#: before the hardest true match): the distance (4), a mask (1), the item's index (8), row (8),
+#: distance (4), bin (8) and float intermediate (4), the histogram (1).
+BYTES_PER_PAIR = 40
 
 
 class EvaluationError(DCALError):
@@ -147,6 +148,7 @@ class RankingAccumulator:
         self.added[start : start + num_rows] = True
         if not distances.dtype.is_floating_point:
             distances = distances.to(torch.float64)
+        distances = distances.contiguous()
         if num_rows == 0:
             return
         rows = torch.arange(num_rows)
@@ -166,43 +168,59 @@ class RankingAccumulator:
         if width == 0:
             return  # no query of this chunk has a true match: all are skipped
 
-        bins = self._bins(distances, start)
-        # Per query, how many valid non-matching items fall in each bin.
-        counts = self._buffer("counts", (num_rows, self.num_bins), torch.int32).zero_()
-        counts.scatter_add_(1, bins, torch.ones((), dtype=torch.int32).expand(num_rows, num_gallery))
-        counts.index_put_(
-            (same_row, bins[same_row, same_col]), torch.tensor(-1, dtype=torch.int32), accumulate=True
-        )
-        counts_upto = counts.cumsum(1, dtype=torch.int32)
-
         # True matches of each query, padded to `width` and sorted by (distance, gallery index).
         slot = torch.arange(len(match_row)) - torch.repeat_interleave(num_matches.cumsum(0) - num_matches, num_matches)
         match_dist = torch.full((num_rows, width), float("inf"), dtype=distances.dtype)
         match_dist[match_row, slot] = distances[match_row, match_col]
         match_idx = torch.full((num_rows, width), num_gallery, dtype=torch.int64)
         match_idx[match_row, slot] = match_col
-        match_bin = torch.zeros((num_rows, width), dtype=torch.int64)
-        match_bin[match_row, slot] = bins[match_row, match_col]
         order = torch.sort(match_dist, dim=1, stable=True).indices
-        match_dist, match_idx, match_bin = (t.gather(1, order) for t in (match_dist, match_idx, match_bin))
+        match_dist, match_idx = match_dist.gather(1, order), match_idx.gather(1, order)
         is_real = torch.arange(width) < num_matches[:, None]
-
-        # Items ahead of a true match: all in lower bins, plus those of its bin that compare lower.
-        ahead = counts_upto.gather(1, (match_bin - 1).clamp(min=0)).where(match_bin > 0, 0).to(torch.int64)
-        # Bins holding true matches: (row, bin) groups of consecutive matches, in sorted order.
         real_row = rows[:, None].expand(-1, width)[is_real]
         real_k = torch.arange(width).expand(num_rows, -1)[is_real]
+        hardest_dist = match_dist.where(is_real, -float("inf")).amax(dim=1)
+        low = torch.amin(distances, dim=1)
+        bad = torch.isnan(low) | torch.isnan(hardest_dist)
+        if bool(bad.any()):
+            shown = (torch.nonzero(bad)[:5, 0] + start).tolist()
+            more = " …" if bad.sum() > 5 else ""
+            raise EvaluationError(f"distances contain NaN (query rows {shown}{more}); are there NaN features?")
+
+        # Only items not behind the query's hardest true match can be ahead of a true match.
+        keep = torch.le(distances, hardest_dist[:, None], out=self._buffer("keep", distances.shape, torch.bool))
+        item = keep.view(-1).nonzero().squeeze(1)  # row * num_gallery + column
+        item_dist = distances.view(-1)[item]
+        binning = _Binning(low, hardest_dist, self.num_bins)
+        item_row = item // num_gallery
+        item_bin = binning(item_dist, item_row).add_(item_row.mul_(self.num_bins))  # flat (row, bin)
+        del item_row
+        # Per query, how many valid non-matching kept items fall in each bin: all kept items, less
+        # the kept ones of the query's identity (true matches and same-camera items).
+        counts = torch.bincount(item_bin, minlength=num_rows * self.num_bins)
+        same_dist = distances[same_row, same_col]
+        same_kept = same_dist <= hardest_dist[same_row]
+        same_row_kept = same_row[same_kept]
+        same_bin = binning(same_dist[same_kept], same_row_kept) + same_row_kept * self.num_bins
+        counts.index_add_(0, same_bin, torch.full_like(same_bin, -1))
+        counts_upto = counts.view(num_rows, self.num_bins).cumsum(1)
+
+        # Items ahead of a true match: all in lower bins, plus those of its bin that compare lower.
+        match_bin = torch.zeros((num_rows, width), dtype=torch.int64)
+        match_bin[is_real] = binning(match_dist[is_real], real_row)
+        ahead = counts_upto.gather(1, (match_bin - 1).clamp(min=0)).where(match_bin > 0, 0)
+        # Bins holding true matches: (row, bin) groups of consecutive matches, in sorted order.
         groups, group_size = torch.unique_consecutive(real_row * self.num_bins + match_bin[is_real], return_counts=True)
         group_first_k = real_k[group_size.cumsum(0) - group_size]
-        shares_bin = self._buffer("shares_bin", (num_rows, self.num_bins), torch.bool).zero_()
-        shares_bin.view(-1)[groups] = True
-        in_shared_bin = torch.gather(shares_bin, 1, bins, out=self._buffer("in_shared_bin", bins.shape, torch.bool))
-        cand_row, cand_col = in_shared_bin.nonzero(as_tuple=True)
-        negative = self.g_pids[cand_col] != q_pids[cand_row]
-        cand_row, cand_col = cand_row[negative], cand_col[negative]
-        cand_dist = distances[cand_row, cand_col]
-        group = torch.searchsorted(groups, cand_row * self.num_bins + bins[cand_row, cand_col])
-        first_k, size = group_first_k[group], group_size[group]
+        shares_bin = torch.zeros(num_rows * self.num_bins, dtype=torch.bool)
+        shares_bin[groups] = True
+        cand = shares_bin[item_bin].nonzero().squeeze(1)
+        cand_row, cand_col = item[cand] // num_gallery, item[cand] % num_gallery
+        negative = self.g_pids.index_select(0, cand_col) != q_pids.index_select(0, cand_row)
+        cand, cand_row, cand_col = cand[negative], cand_row[negative], cand_col[negative]
+        cand_dist = item_dist[cand]
+        group = torch.searchsorted(groups, item_bin[cand])
+        first_k, size = group_first_k.index_select(0, group), group_size.index_select(0, group)
         # A candidate is ahead of the matches of its bin that compare higher (distance, then index):
         # a suffix of the bin's matches, since they are sorted. Count the prefix that compares lower.
         lower = torch.zeros_like(cand_row)
@@ -227,26 +245,6 @@ class RankingAccumulator:
         self.inp[chunk] = inp.numpy()
         self.first[chunk] = torch.where(valid, position[:, 0], -1).numpy()
 
-    def _bins(self, distances: torch.Tensor, start: int) -> torch.Tensor:
-        """A monotone (non-decreasing) map of each row's distances to bins 0 … num_bins − 1."""
-        low, high = torch.amin(distances, dim=1), torch.amax(distances, dim=1)
-        bad = torch.isnan(low) | torch.isnan(high)
-        if bool(bad.any()):
-            rows = (torch.nonzero(bad)[:5, 0] + start).tolist()
-            more = " …" if bad.sum() > 5 else ""
-            raise EvaluationError(f"distances contain NaN (query rows {rows}{more}); are there NaN features?")
-        finite = torch.isfinite(low) & torch.isfinite(high)
-        span = high - low
-        scale = torch.where(span > 0, (self.num_bins - 1) / span, torch.zeros_like(span))
-        scale = torch.where(finite, scale, torch.zeros_like(scale))
-        low = torch.where(finite, low, torch.zeros_like(low))
-        scaled = torch.sub(distances, low[:, None], out=self._buffer("scaled", distances.shape, distances.dtype))
-        scaled.mul_(scale[:, None])
-        if not bool(finite.all()):
-            # Rows with ±inf: one bin for all, so every item is compared exactly.
-            scaled[~finite] = 0
-        return self._buffer("bins", distances.shape, torch.int64).copy_(scaled)
-
     def result(self) -> dict:
         """``{"mAP": float, "mINP": float, "cmc": ndarray(max_rank)}`` over the valid queries."""
         missing = np.flatnonzero(~self.added)
@@ -266,6 +264,29 @@ class RankingAccumulator:
             "cmc": cmc,
             "num_valid_queries": num_valid,
         }
+
+
+class _Binning:
+    """A monotone (non-decreasing) map of each query's distances in [low, high] to bins 0 … B − 1.
+
+    Applied elementwise with the same float operations wherever it is used, so that a lower bin
+    always means a strictly smaller distance. Queries whose range is not finite get one bin.
+    """
+
+    def __init__(self, low: torch.Tensor, high: torch.Tensor, num_bins: int):
+        self.finite = torch.isfinite(low) & torch.isfinite(high)
+        span = high - low
+        scale = torch.where(span > 0, (num_bins - 1) / span, torch.zeros_like(span))
+        self.scale = torch.where(self.finite, scale, torch.zeros_like(scale))
+        self.low = torch.where(self.finite, low, torch.zeros_like(low))
+        self.all_finite = bool(self.finite.all())
+
+    def __call__(self, values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        # index_select: far faster than advanced indexing for lookups in a small table.
+        scaled = (values - self.low.index_select(0, rows)).mul_(self.scale.index_select(0, rows))
+        if not self.all_finite:
+            scaled.masked_fill_(~self.finite.index_select(0, rows), 0)
+        return scaled.to(torch.int64)
 
 
 def reid_metrics(
