@@ -61,8 +61,10 @@ def test_model_view_cuts_the_centre_crop_and_draw_box_lands_on_it():
     assert shown.min() > 150  # only the grey region the model saw
     boxed = np.asarray(draw_box(Image.new("RGB", size), view, (50, 40, 16, 16), width=1))
     white = np.all(boxed == 255, axis=-1)
-    # image (50, 40) is input ((50 - 18) / 2, (40 - 8) / 2) = (16, 16), shown x8 at (128, 128); 16 px -> 64 shown
-    assert white[128, 128:192].all() and white[128:192, 128].all() and white[191, 128:192].all()
+    # image (50, 40) is input ((50 - 18) / 2, (40 - 8) / 2) = (16, 16), shown x8 at (128, 128); 16 px -> 64 shown;
+    # the outline is drawn just outside the box
+    assert white[127, 127:193].all() and white[127:193, 127].all() and white[192, 127:193].all()
+    assert not white[128:192, 128:192].any()
 
 
 def test_grid_places_cells_in_rows():

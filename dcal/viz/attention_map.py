@@ -100,12 +100,12 @@ def attention_panel(
 
 def draw_box(picture: Image.Image, view: InputView, box: Sequence[float], color=(255, 255, 255), width: int = 2) -> Image.Image:
     """``picture`` (what :func:`model_view` returned for ``view``) with the image-pixel box
-    ``(x, y, w, h)`` drawn where it falls in the picture."""
+    ``(x, y, w, h)`` outlined where it falls in the picture."""
     corners = np.array([[box[0], box[1]], [box[0] + box[2], box[1] + box[3]]], dtype=np.float64)
     in_input = (corners - np.array(view.offset)) / np.array(view.scale)
     (x0, y0), (x1, y1) = in_input * np.array(picture.size) / np.array(view.input_size)
-    picture = picture.copy()
-    ImageDraw.Draw(picture).rectangle([x0, y0, x1 - 1, y1 - 1], outline=color, width=width)
+    picture = picture.copy()  # the outline lies just outside the box, so it hides nothing inside it
+    ImageDraw.Draw(picture).rectangle([x0 - width, y0 - width, x1 + width - 1, y1 + width - 1], outline=color, width=width)
     return picture
 
 
