@@ -59,7 +59,7 @@ class DataConfig:
     train_split: Optional[str] = None  # None: the dataset's own (train; trainval for FGVC-Aircraft)
     test_split: Optional[str] = None  # FGVC evaluation split; None: test (Re-ID evaluates query vs gallery)
     img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
-    resize_size: Optional[list] = field(default_factory=lambda: [72, 72])  # resize before cropping, [height, width]; None: the transform's default
+    resize_size: Optional[list] = field(default_factory=lambda: [64, 64])  # resize before cropping, [height, width]; None: the transform's default
     padding: int = 10  # Re-ID training: pad before the random crop
     erasing_prob: float = 0.5  # Re-ID training: random erasing probability
     batch_size: int = 32  # images per optimiser step over all processes and accumulation steps
@@ -83,7 +83,7 @@ class OptimConfig:
 class TrainConfig:
     """The schedule and the training loop's switches."""
 
-    epochs: int = 30
+    epochs: int = 16
     warmup_epochs: float = 2.0
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
@@ -95,7 +95,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto (CUDA if available), cpu, cuda
     threads: int = 1  # CPU threads per process (torch.set_num_threads); 0: torch's default
-    eval_every: int = 5  # epochs between evaluations (the last epoch is always evaluated)
+    eval_every: int = 4  # epochs between evaluations (the last epoch is always evaluated)
     checkpoint_every: int = 0  # also write checkpoints/last.pt every N optimiser steps; 0: per epoch only
     save_safetensors: bool = False  # also write the weights of last/best as .safetensors
     log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard

@@ -34,6 +34,7 @@ def run(args) -> int:
         if args.config is None:
             config = load_config(run_dir / "config.yaml", args.overrides)
 
+    config.data.root = str(Path(config.data.root).expanduser().resolve())  # the saved config works from any folder
     from dcal.engine import distributed
     from dcal.engine.trainer import format_metrics, train
 

@@ -113,7 +113,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     if t.ema:
         from timm.utils import ModelEmaV3
 
-        ema = ModelEmaV3(model, decay=t.ema_decay)
+        ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True)
     trainable = [p for p in step_module.parameters() if p.requires_grad]
 
     epoch, step_in_epoch, global_step, best, records = 0, 0, 0, None, None
