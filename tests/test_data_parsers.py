@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 
+from dcal.cli import main
 from dcal.data.catalog import DATASETS, load_dataset
 from dcal.data.image_dataset import load_record_image
 from dcal.data.layout import SplitSizeWarning
@@ -293,3 +296,14 @@ def test_unknown_names_and_options_list_the_valid_ones(tmp_path):
 def test_missing_root(tmp_path):
     with pytest.raises(DatasetError, match=f"{tmp_path / 'nowhere'} is not a folder; expected layout"):
         load_dataset("veri776", tmp_path / "nowhere")
+
+
+def test_data_command_reports_counts_and_mismatches(tmp_path, capsys):
+    write_cub(tmp_path)
+    assert main(["data", "--dataset", "cub200", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "train images: expected 5994 (official), found 2" in out and "classes" in out
+    assert main(["data", "--dataset", "cub200", "--root", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"train": {"images": 2, "classes": 2}, "test": {"images": 1, "classes": 1}}
+    assert main(["data", "--dataset", "msmt17", "--root", str(tmp_path), "--option", "include_val=false"]) == 2
+    assert "list_query.txt not found" in capsys.readouterr().err

@@ -51,6 +51,10 @@ MARGIN = 8
 FORMAT_VERSION = 1
 
 
+_GRID_Y, _GRID_X = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
+_RAMP = (_GRID_Y / (IMAGE_SIZE - 1))[..., None]  # top-to-bottom blend of the background colours
+
+
 def _flip(pattern: tuple) -> tuple:
     grid = np.array(pattern).reshape(GRID, GRID)[:, ::-1]
     return tuple(grid.reshape(-1).tolist())
@@ -83,7 +87,7 @@ def _draw_part(canvas: np.ndarray, pattern: tuple, x: int, y: int, rng) -> None:
     dark = rng.uniform(0, 40) + rng.uniform(0, 15, size=3)  # near-black, slightly tinted
     light = rng.uniform(200, 240) + rng.uniform(0, 15, size=3)  # near-white, slightly tinted
     cells = np.array(pattern).reshape(GRID, GRID)
-    block = np.where(np.kron(cells, np.ones((CELL, CELL)))[..., None] > 0, dark, light)
+    block = np.where(cells.repeat(CELL, 0).repeat(CELL, 1)[..., None] > 0, dark, light)
     canvas[y:y + PART, x:x + PART] = block
 
 
@@ -101,10 +105,9 @@ def _place_parts(rng, count: int, box: tuple) -> list[tuple[int, int]]:
 def render_image(pattern: tuple, distractors: list, rng) -> tuple[np.ndarray, tuple]:
     """One image showing ``pattern`` as its class part; returns ``(uint8 HxWx3, (x, y, w, h) of the part)``."""
     size = IMAGE_SIZE
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    yy, xx = _GRID_Y, _GRID_X
     top, bottom = _random_colour(rng), _random_colour(rng)
-    t = (yy / (size - 1))[..., None]
-    canvas = (1 - t) * top + t * bottom
+    canvas = (1 - _RAMP) * top + _RAMP * bottom
     cx, cy = rng.uniform(26, 38, size=2)
     ax, ay = rng.uniform(18, 26), rng.uniform(14, 22)
     inside = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1

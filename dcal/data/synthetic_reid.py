@@ -2,7 +2,7 @@
 
 Each identity is a figure (head, torso, legs) with coarse attributes drawn from small palettes
 (shirt, trousers and hair colour, build), so many identities share their coarse appearance, plus
-small details that tell those apart: a 3×3 emblem on the torso (2-pixel cells; a pattern of its
+small details that tell those apart: a 3×3 emblem on the torso (3-pixel cells; a pattern of its
 own per identity) and a bag on the left or right or none, in its own colour.  Each of the cameras
 shifts appearance its own way: a colour cast (per-channel gains), brightness, a background of its
 own, and a vertical offset of the figure.  Every image also jitters position, size and noise.
@@ -15,7 +15,8 @@ the parser).  File names are ``<pid>_c<camera>s1_<frame>_<box>.jpg``.
 
 Recommended demo settings (see the issue #3 report):
 
-- images 64×32 (height × width), 100 training identities × 8 images, 50 test identities, 5 cameras;
+- images 64×32 (height × width), 100 training identities × 12 images (3 in each of 4 cameras),
+  50 test identities, 5 cameras;
 - transforms: ``build_transforms("reid", train, (64, 32))`` (pad 10 is large at this size:
   ``padding=4`` is recommended);
 - model: timm ViT ``patch_size=8``, ``embed_dim=128``, ``depth=4``, ``num_heads=4`` from scratch,
@@ -37,7 +38,7 @@ NUM_TRAIN_IDS = 100
 NUM_TEST_IDS = 50
 NUM_CAMERAS = 5
 TRAIN_CAMERAS_PER_ID = 4
-TRAIN_IMAGES_PER_CAMERA = 2
+TRAIN_IMAGES_PER_CAMERA = 3
 TEST_CAMERAS_PER_ID = 3
 TEST_IMAGES_PER_CAMERA = 3
 NUM_DISTRACTORS = 40
@@ -62,7 +63,7 @@ def make_identity(rng) -> dict:
 
 def make_camera(rng) -> dict:
     """How one camera shifts appearance: colour gains, brightness, background, figure offset."""
-    return {"gains": rng.uniform(0.7, 1.3, size=3), "brightness": rng.uniform(-25, 25),
+    return {"gains": rng.uniform(0.8, 1.2, size=3), "brightness": rng.uniform(-20, 20),
             "background": rng.uniform(40, 220, size=3), "texture": rng.uniform(0, 30), "offset": int(rng.integers(-3, 4))}
 
 
@@ -82,10 +83,10 @@ def render_person(identity: dict, camera: dict, rng) -> np.ndarray:
     fill(cx - half, top + 10, cx + half, top + 32, identity["shirt"])
     fill(cx - half + 1, top + 32, cx - 1, top + 56, identity["trousers"])
     fill(cx + 1, top + 32, cx + half - 1, top + 56, identity["trousers"])
-    ex, ey = int(cx - 3), int(top + 15)
+    ex, ey = int(cx - 4), int(top + 14)
     for (row, col), on in np.ndenumerate(identity["emblem"]):
         if on:
-            fill(ex + 2 * col, ey + 2 * row, ex + 2 * col + 2, ey + 2 * row + 2, identity["emblem_colour"])
+            fill(ex + 3 * col, ey + 3 * row, ex + 3 * col + 3, ey + 3 * row + 3, identity["emblem_colour"])
     if identity["bag"]:
         side = -1 if identity["bag"] == 1 else 1
         bx = cx + side * (half + 2)
