@@ -197,3 +197,23 @@ def test_bfloat16_autocast_forward_and_backward():
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(model(torch.randn(2, 3, 64, 32)).float()).all()
+
+
+def test_average_pooling_backbone_reads_like_timm():
+    """global_pool='avg' (fc_norm instead of the final norm): SA is timm's pre-logits; GLCA
+    averages its own selected patch tokens through its own copy of fc_norm."""
+    model = dcal.create_model("vit_base_patch16_224", 3, img_size=64, global_pool="avg", **TINY).eval()
+    x = torch.randn(2, 3, 64, 64)
+    captured = {}
+    hook = model.backbone.blocks[-1].register_forward_pre_hook(lambda m, args: captured.update(x=args[0]))
+    with torch.no_grad():
+        reference = model.backbone.forward_head(model.backbone.forward_features(x), pre_logits=True)
+        out = model.forward_branches(x)
+        hook.remove()
+        rows = out["selected"] + 1
+        z = model.glca.block(captured["x"])
+        glca_tokens = z.gather(1, rows.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+        expected = model.glca.fc_norm(model.glca.norm(glca_tokens).mean(1))
+    assert torch.allclose(out["sa"]["feat"], reference, atol=1e-5, rtol=0)
+    assert torch.allclose(out["glca"]["feat"], expected, atol=1e-5, rtol=0)
+    assert model.glca.fc_norm is not model.backbone.fc_norm

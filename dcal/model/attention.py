@@ -67,42 +67,50 @@ def attend(block: Block, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
-def attention_probabilities(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    """softmax(q kᵀ·scale) per head, (B, H, Tq, Tk); in place when no gradient is recorded.
+def head_averaged_attention(
+    q: torch.Tensor, k: torch.Tensor, scale: float, scratch: torch.Tensor, head_mean: torch.Tensor
+) -> torch.Tensor:
+    """softmax(q kᵀ·scale) per head written into ``scratch`` (B, H, T, T), its mean over heads into
+    ``head_mean`` (B, T, T, float32); returns ``scratch``.  No gradient.
 
-    The in-place softmax matters on CPU: a second (B, H, T, T) buffer costs as much as the
-    attention itself in page faults.
+    Everything is written in place into buffers the caller allocates once per forward pass: on
+    CPU, fresh (B, H, T, T) tensors in every block cost more in page faults than the arithmetic.
     """
-    logits = torch.matmul(q * scale, k.transpose(-2, -1))
-    if logits.requires_grad or logits.dtype != torch.float32:
-        return logits.softmax(dim=-1)
-    return torch.softmax(logits, dim=-1, out=logits)
+    with torch.no_grad():
+        for head in range(q.shape[1]):  # per head: bmm reads the strided q/k views without copies
+            torch.bmm(q[:, head], k[:, head].transpose(1, 2), out=scratch[:, head])
+        scratch.mul_(scale)
+        torch.softmax(scratch, dim=-1, out=scratch)
+        torch.mean(scratch, dim=1, dtype=head_mean.dtype, out=head_mean)
+    return scratch
 
 
 def self_attention(
-    block: Block, heads: Heads, map_rows: Optional[int]
-) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Self-attention of a block, and its head-averaged probabilities for the rollout.
+    block: Block, heads: Heads, head_mean: Optional[torch.Tensor] = None, scratch: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Self-attention of a block; with ``head_mean`` given, also its head-averaged softmax
+    attention ``S_l`` for the rollout, written into ``head_mean`` (B, T, T) without gradient
+    (paper §3.2: the rollout only selects tokens).
 
-    ``map_rows`` is how many leading query rows of the head-averaged softmax attention ``S_l`` the
-    caller needs (``None``: none, ``T``: all, 1: the class token's row).  The map never carries
-    a gradient (paper §3.2: the rollout only selects tokens).  Without autograd the probabilities
-    are computed once and reused for the output (same cost as the fused kernel); with autograd
-    the output comes from the fused kernel and the map is computed beside it without gradient.
+    The output always equals timm's: without autograd it is computed from the same explicit
+    probabilities (``scratch`` (B, H, T, T), then dropout, then ``·v`` — timm's unfused path), so
+    the map costs only the head mean; with autograd it comes from the fused kernel, which keeps no
+    (B, H, T, T) tensor for the backward pass, and the probabilities are computed beside it.
     """
     attn: Attention = block.attn
     q, k, v = heads.q, heads.k, heads.v
-    if map_rows is None:
-        return attend(block, q, k, v), None
-    if not torch.is_grad_enabled():
-        probs = attention_probabilities(q, k, attn.scale)
-        head_mean = probs[:, :, :map_rows].mean(dim=1).float()
-        out = torch.matmul(attn.attn_drop(probs).to(v.dtype), v)
-        return out, head_mean
-    out = attend(block, q, k, v)
-    with torch.no_grad():
-        head_mean = attention_probabilities(q[:, :, :map_rows], k, attn.scale).mean(dim=1).float()
-    return out, head_mean
+    if head_mean is None:
+        return attend(block, q, k, v)
+    if torch.is_grad_enabled():
+        out = attend(block, q, k, v)
+        head_averaged_attention(q.detach(), k.detach(), attn.scale, scratch, head_mean)
+        return out
+    probs = attn.attn_drop(head_averaged_attention(q, k, attn.scale, scratch, head_mean))
+    batch, num_heads, tokens, head_dim = v.shape
+    out = v.new_empty((batch, tokens, num_heads, head_dim))  # the layout block_output merges for free
+    for head in range(num_heads):
+        torch.bmm(probs[:, head], v[:, head], out=out[:, :, head])
+    return out.transpose(1, 2)
 
 
 def block_output(block: Block, x: torch.Tensor, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:

@@ -138,14 +138,19 @@ class DCAL(nn.Module):
             self._check_pairs(pair_index, x.shape[0])
             pair_index = pair_index.to(x.device)
         pwca_tokens = tokens
-        maps = []
+        if rollout:  # S_1 … S_L and one scratch buffer, allocated once (see head_averaged_attention)
+            batch, length = tokens.shape[:2]
+            maps = tokens.new_empty((len(blocks), batch, length, length), dtype=torch.float32)
+            scratch = tokens.new_empty((batch, blocks[0].attn.num_heads, length, length))
         for index, block in enumerate(blocks):
             if index == last:
                 glca_input = tokens
             heads = block_heads(block, tokens)
-            map_rows = (tokens.shape[1] if index < last else 1) if rollout else None
-            attended, attention_map = self_attention(block, heads, map_rows)
-            maps.append(attention_map)
+            if rollout:
+                scratch = scratch.to(heads.q.dtype)  # bf16 under autocast
+                attended = self_attention(block, heads, maps[index], scratch)
+            else:
+                attended = self_attention(block, heads)
             if pair_index is not None:
                 own = block_heads(block, pwca_tokens)
                 if index < self.pwca_blocks:
@@ -159,7 +164,7 @@ class DCAL(nn.Module):
         if pair_index is not None:
             out["pwca"] = self._pwca_head(pre_logits(vit, pwca_tokens))
         if rollout:
-            patch_rollout = class_token_rollout(maps[-1][:, 0], maps[:-1])[:, self.num_prefix_tokens :]
+            patch_rollout = class_token_rollout(maps[-1, :, 0], maps[:-1])[:, self.num_prefix_tokens :]
             selected = select_top(patch_rollout, self.glca_ratio)
             out["rollout"], out["selected"] = patch_rollout, selected
             if self.glca is not None:

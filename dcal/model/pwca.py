@@ -25,6 +25,6 @@ def pair_wise_attention(
     ``own``: the PWCA stream's heads at this block; ``sa_keys``/``sa_values``: the SA stream's
     (B, H, T, d) at this block; ``pair_index`` (B,): the batch index of each image's distractor.
     """
-    keys = torch.cat([own.k, sa_keys[pair_index]], dim=2)
-    values = torch.cat([own.v, sa_values[pair_index]], dim=2)
+    keys = torch.cat([own.k, sa_keys.index_select(0, pair_index)], dim=2)
+    values = torch.cat([own.v, sa_values.index_select(0, pair_index)], dim=2)
     return attend(block, own.q, keys, values)

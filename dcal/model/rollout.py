@@ -19,12 +19,12 @@ def class_token_rollout(last_row: torch.Tensor, lower_maps: Sequence[torch.Tenso
     """The class token's row of ``Ŝ_L``, (B, T), over all P+N tokens.
 
     ``last_row``: the class token's row of ``S_L`` (B, T); ``lower_maps``: ``S_1 … S_{L-1}``, each
-    (B, T, T), in block order.  The class token is token 0.
+    (B, T, T), in block order (a list or an (L-1, B, T, T) tensor).  The class token is token 0.
     """
     r = 0.5 * last_row.float()
     r[:, 0] += 0.5
-    for attn in reversed(lower_maps):
-        r = 0.5 * torch.bmm(r.unsqueeze(1), attn.float()).squeeze(1) + 0.5 * r
+    for index in range(len(lower_maps) - 1, -1, -1):
+        r = 0.5 * torch.bmm(r.unsqueeze(1), lower_maps[index].float()).squeeze(1) + 0.5 * r
     return r
 
 
