@@ -13,12 +13,15 @@ would instead shorten the curve to the gallery size).
 How it scales. The toolkits build the whole query × gallery distance matrix and ``argsort`` every
 row (about 19 GB at MSMT17's 11,659 × 82,161). Here queries are processed in chunks and nothing is
 sorted: every metric above is a function of the *positions of the true matches* in the ranking, and
-the position of a true match is the number of valid items ahead of it. Per chunk:
+the position of a true match is the number of valid items ahead of it. Per chunk of queries:
 
-1. each distance is mapped to one of ``B`` bins by a monotone map (``(d − row min) · scale``,
-   truncated), and a per-query histogram of the bins of the valid non-matching items is taken;
-   items in a lower bin than a true match are certainly ahead of it (cumulative histogram);
-2. items that share a bin with a true match are compared exactly — distance, then gallery index.
+1. items farther than the query's hardest true match cannot be ahead of any true match; the
+   others are gathered (one comparison and one ``nonzero`` over the chunk);
+2. their distances are mapped to ``B`` bins by a monotone map (``(d − row min) · scale``,
+   truncated) and counted per query and bin; all items of a lower bin than a true match are
+   ahead of it (cumulative counts);
+3. items that share a bin with a true match are compared with it exactly — distance, then
+   gallery index (the order of a stable ``argsort``).
 
 Every step is a torch operation over the chunk (all intra-op threads), so the cost is one distance
 computation plus a few linear passes, never a sort of the gallery. :func:`reid_metrics_from_distances`
@@ -29,6 +32,7 @@ evaluates a given distance matrix, or a stream of query-row chunks of one (e.g. 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -149,8 +153,28 @@ class RankingAccumulator:
         if not distances.dtype.is_floating_point:
             distances = distances.to(torch.float64)
         distances = distances.contiguous()
-        if num_rows == 0:
+        # One block of rows per core, each ranked single-threaded: the passes below are many
+        # short operations, and on a busy machine their thread barriers cost more than they save.
+        intra_op_threads = torch.get_num_threads()
+        threads = min(intra_op_threads, num_rows)
+        if threads <= 1:
+            self._add_rows(0, start, distances)
             return
+        bounds = np.linspace(0, num_rows, threads + 1).astype(int)
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                blocks = [
+                    pool.submit(self._add_rows, worker, start + lo, distances[lo:hi])
+                    for worker, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))
+                ]
+                for block in blocks:
+                    block.result()
+        finally:
+            torch.set_num_threads(intra_op_threads)
+
+    def _add_rows(self, worker: int, start: int, distances: torch.Tensor) -> None:
+        num_rows, num_gallery = distances.shape
         rows = torch.arange(num_rows)
         q_pids = self.q_pids[start : start + num_rows]
         q_camids = self.q_camids[start : start + num_rows]
@@ -188,7 +212,7 @@ class RankingAccumulator:
             raise EvaluationError(f"distances contain NaN (query rows {shown}{more}); are there NaN features?")
 
         # Only items not behind the query's hardest true match can be ahead of a true match.
-        keep = torch.le(distances, hardest_dist[:, None], out=self._buffer("keep", distances.shape, torch.bool))
+        keep = torch.le(distances, hardest_dist[:, None], out=self._buffer(f"keep{worker}", distances.shape, torch.bool))
         item = keep.view(-1).nonzero().squeeze(1)  # row * num_gallery + column
         item_dist = distances.view(-1)[item]
         binning = _Binning(low, hardest_dist, self.num_bins)
