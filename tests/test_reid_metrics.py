@@ -77,10 +77,12 @@ def test_matches_per_query_reference(shape, metric, quantize, chunk_size, max_ra
     rng = np.random.default_rng(sum(shape))
     qf, gf, q_pids, g_pids, q_camids, g_camids = random_problem(rng, *shape, quantize=quantize)
     expected = eval_market1501(reference_distances(qf, gf, metric), q_pids, g_pids, q_camids, g_camids, max_rank)
+    threads = torch.get_num_threads()
     result = reid_metrics(
         qf, gf, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, metric=metric, chunk_size=chunk_size
     )
     assert result["cmc"].shape == (max_rank,)
+    assert torch.get_num_threads() == threads  # ranking runs single-threaded per block, then restores
     assert_same(result, expected)
     # Torch inputs give the same numbers.
     as_torch = [torch.from_numpy(np.asarray(a)) for a in (qf, gf, q_pids, g_pids, q_camids, g_camids)]
