@@ -116,7 +116,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         ema = ModelEmaV3(model, decay=t.ema_decay, use_warmup=True)
     trainable = [p for p in step_module.parameters() if p.requires_grad]
 
-    epoch, step_in_epoch, global_step, best, records = 0, 0, 0, None, None
+    epoch, step_in_epoch, global_step, best, records, last_metrics = 0, 0, 0, None, None, None
     if state is not None:
         ckpt.load_weights(model, state["model"], last_path)
         criterion.load_state_dict(state["criterion"])
@@ -126,7 +126,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         if ema is not None:
             ema.module.load_state_dict(state["model_ema"])
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        best, records = state["best"], state["metrics_records"]
+        best, records, last_metrics = state["best"], state["metrics_records"], state["metrics"]
     ddp = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None) \
         if context.distributed else step_module
     if state is not None and len(state["rng"]) == context.world_size:
@@ -135,7 +135,6 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     log = RunLog(run_dir, enabled=context.is_main, keep_records=records, purge_step=global_step if state else None)
     if context.is_main:
         save_config(config, run_dir / "config.yaml")
-    last_metrics = None
 
     def checkpoint_state() -> dict:
         """Everything needed to continue exactly from here (collective: every rank sends its RNG state)."""
@@ -234,7 +233,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         else:
             save(last_path)
     log.close()
-    return TrainResult(model, criterion, last_metrics if last_metrics is not None else (state or {}).get("metrics"))
+    return TrainResult(model, criterion, last_metrics)
 
 
 def format_metrics(task: str, metrics: dict) -> str:
