@@ -92,7 +92,8 @@ def test_stanford_cars_devkit_layout(tmp_path):
         for name in names:
             touch(tmp_path / folder / name)
     box = {"bbox_x1": 39, "bbox_y1": 116, "bbox_x2": 569, "bbox_y2": 375}
-    scipy.io.savemat(tmp_path / "devkit/cars_train_annos.mat" if (tmp_path / "devkit").mkdir() is None else None, {
+    (tmp_path / "devkit").mkdir()
+    scipy.io.savemat(tmp_path / "devkit/cars_train_annos.mat", {
         "annotations": struct_array([{**box, "class": 14, "fname": "00001.jpg"},
                                      {**box, "class": 3, "fname": "00002.jpg"}])})
     scipy.io.savemat(tmp_path / "devkit/cars_meta.mat", {
