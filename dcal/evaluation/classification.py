@@ -17,4 +17,4 @@ def topk_correct(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict
 
 def topk_accuracy(scores: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dict:
     """Per ``k``, the percentage of images whose target is among the ``k`` highest scores."""
-    return {k: 100.0 * hit.float().mean().item() for k, hit in topk_correct(scores, targets, ks).items()}
+    return {k: 100.0 * hit.double().mean().item() for k, hit in topk_correct(scores, targets, ks).items()}
