@@ -83,7 +83,7 @@ class OptimConfig:
 class TrainConfig:
     """The schedule and the training loop's switches."""
 
-    epochs: int = 16
+    epochs: int = 24
     warmup_epochs: float = 2.0
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6

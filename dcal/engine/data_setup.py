@@ -78,7 +78,8 @@ def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int
         batch_size=config.eval.batch_size,
         sampler=ShardedEvalSampler(len(dataset), rank, world_size),
         num_workers=config.data.num_workers,
-    )
+        generator=torch.Generator().manual_seed(0),  # else the loader draws from the global RNG, and
+    )  # evaluating would change the training that follows
 
 
 @dataclass
