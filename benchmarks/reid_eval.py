@@ -97,7 +97,8 @@ def peak_rss_mb() -> float:
 
 
 def summary(metrics: dict) -> dict:
-    return {"mAP": metrics["mAP"], "mINP": metrics["mINP"], "rank1": float(metrics["cmc"][0]), "cmc": metrics["cmc"].tolist()}
+    cmc = metrics["cmc"]
+    return {"mAP": metrics["mAP"], "mINP": metrics["mINP"], "rank1": float(cmc[0]), "cmc": cmc.tolist()}
 
 
 def worker(task: str, size: str, noise: float, reps: int) -> dict:

@@ -32,7 +32,9 @@ def dense_re_ranking(probFea, galFea, k1, k2, lambda_value):
         for j in range(len(k_reciprocal_index)):
             candidate = k_reciprocal_index[j]
             candidate_forward_k_neigh_index = initial_rank[candidate, : int(np.around(k1 / 2)) + 1]
-            candidate_backward_k_neigh_index = initial_rank[candidate_forward_k_neigh_index, : int(np.around(k1 / 2)) + 1]
+            candidate_backward_k_neigh_index = initial_rank[
+                candidate_forward_k_neigh_index, : int(np.around(k1 / 2)) + 1
+            ]
             fi_candidate = np.where(candidate_backward_k_neigh_index == candidate)[0]
             candidate_k_reciprocal_index = candidate_forward_k_neigh_index[fi_candidate]
             if len(np.intersect1d(candidate_k_reciprocal_index, k_reciprocal_index)) > 2 / 3 * len(
@@ -86,7 +88,9 @@ def test_matches_dense_reference(num_query, num_gallery, k1, k2, lambda_value):
 
     cams = rng.integers(0, 3, num_query + num_gallery)
     labels = (pids[:num_query], pids[num_query:], cams[:num_query], cams[num_query:])
-    chunks = re_ranking_chunks(torch.from_numpy(qf), torch.from_numpy(gf), k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=4)
+    chunks = re_ranking_chunks(
+        torch.from_numpy(qf), torch.from_numpy(gf), k1=k1, k2=k2, lambda_value=lambda_value, chunk_size=4
+    )
     ours = reid_metrics_from_distances(chunks, *labels)
     theirs = reid_metrics_from_distances(expected, *labels)
     assert ours["mAP"] == theirs["mAP"] and ours["mINP"] == theirs["mINP"]

@@ -99,7 +99,8 @@ def test_exact_ties_are_broken_by_gallery_index():
     distmat[5, ::2] = np.inf
     expected = eval_market1501(distmat, q_pids, g_pids, q_camids, g_camids, 50)
     for chunk_size in (None, 3):
-        assert_same(reid_metrics_from_distances(distmat, q_pids, g_pids, q_camids, g_camids, chunk_size=chunk_size), expected)
+        result = reid_metrics_from_distances(distmat, q_pids, g_pids, q_camids, g_camids, chunk_size=chunk_size)
+        assert_same(result, expected)
     chunks = (torch.from_numpy(distmat[i : i + 7]) for i in range(0, 40, 7))
     assert_same(reid_metrics_from_distances(chunks, q_pids, g_pids, q_camids, g_camids), expected)
 

@@ -44,7 +44,9 @@ from dcal.evaluation.reid_metrics import (
 SPARSE_BATCH = 2**22
 
 
-def re_ranking(qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean") -> np.ndarray:
+def re_ranking(
+    qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean"
+) -> np.ndarray:
     """The re-ranked (Q × G) distance matrix as one float32 array (see :func:`re_ranking_chunks`).
 
     It takes ``4·Q·G`` bytes (3.8 GB at MSMT17 size); to evaluate without holding it, pass
@@ -96,7 +98,9 @@ def re_ranking_chunks(
         yield jaccard.mul_(1 - lambda_value).add_(original.to(jaccard.dtype), alpha=lambda_value)
 
 
-def _nearest_neighbours(features: torch.Tensor, distance: PairwiseDistance, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _nearest_neighbours(
+    features: torch.Tensor, distance: PairwiseDistance, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's ``k`` nearest images (itself first, ordered by distance then index), and the
     largest distance to it from any image (the authors' column maximum)."""
     num_all = len(features)

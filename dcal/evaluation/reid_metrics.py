@@ -212,7 +212,8 @@ class RankingAccumulator:
             raise EvaluationError(f"distances contain NaN (query rows {shown}{more}); are there NaN features?")
 
         # Only items not behind the query's hardest true match can be ahead of a true match.
-        keep = torch.le(distances, hardest_dist[:, None], out=self._buffer(f"keep{worker}", distances.shape, torch.bool))
+        keep = self._buffer(f"keep{worker}", distances.shape, torch.bool)
+        torch.le(distances, hardest_dist[:, None], out=keep)
         item = keep.view(-1).nonzero().squeeze(1)  # row * num_gallery + column
         item_dist = distances.view(-1)[item]
         binning = _Binning(low, hardest_dist, self.num_bins)
@@ -273,7 +274,8 @@ class RankingAccumulator:
         """``{"mAP": float, "mINP": float, "cmc": ndarray(max_rank)}`` over the valid queries."""
         missing = np.flatnonzero(~self.added)
         if len(missing):
-            raise EvaluationError(f"distances were given for {len(self.added) - len(missing)} of {len(self.added)} queries")
+            given, total = len(self.added) - len(missing), len(self.added)
+            raise EvaluationError(f"distances were given for {given} of {total} queries")
         valid = self.first >= 0
         num_valid = int(valid.sum())
         if num_valid == 0:
