@@ -12,7 +12,8 @@ BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
 
 
-def _font() -> ImageFont.ImageFont:
+def caption_font() -> ImageFont.ImageFont:
+    """The 12-pixel default font (PIL ships it; no font file needed)."""
     return ImageFont.load_default(size=12)
 
 
@@ -21,7 +22,7 @@ def with_caption(picture: Image.Image, caption: Optional[str]) -> Image.Image:
     (cut to fit the width); ``picture`` itself when ``caption`` is ``None``."""
     if caption is None:
         return picture
-    font = _font()
+    font = caption_font()
     while caption and font.getlength(caption) > picture.width - 4:
         caption = caption[:-2] + "…" if len(caption) > 2 else ""
     canvas = Image.new("RGB", (picture.width, picture.height + CAPTION_HEIGHT), BACKGROUND)

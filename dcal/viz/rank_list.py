@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dcal.viz.figure_grid import BACKGROUND, TEXT, _font
+from dcal.viz.figure_grid import BACKGROUND, TEXT, caption_font
 
 QUERY_COLOR = (40, 90, 220)
 MATCH_COLOR = (30, 160, 60)
@@ -45,7 +45,7 @@ def _tile(image: Image.Image, size: Sequence[int], color, lines: Sequence[str]) 
     draw = ImageDraw.Draw(tile)
     draw.rectangle([0, 0, width + 2 * BORDER - 1, height + 2 * BORDER - 1], fill=color)
     tile.paste(image.convert("RGB").resize((width, height), Image.BICUBIC), (BORDER, BORDER))
-    font = _font()
+    font = caption_font()
     for line_number, line in enumerate(lines[:2]):
         draw.text((1, height + 2 * BORDER + 1 + 14 * line_number), line, fill=TEXT, font=font)
     return tile
