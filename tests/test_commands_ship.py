@@ -217,3 +217,19 @@ def test_unreadable_image_is_named(tiny, capsys):
     broken.write_bytes(b"not an image")
     code, _, stderr = _run(capsys, "predict", "--checkpoint", tiny["fgvc"], broken)
     assert code == 2 and str(broken) in stderr
+
+
+def test_eval_reports_the_pointing_game_when_the_dataset_has_boxes(tiny, capsys):
+    """`dcal eval` scores the pointing game from its own forward pass; it equals the stand-alone function."""
+    from dcal.engine.data_setup import build_eval_data
+    from dcal.evaluation.localization import pointing_game
+    from dcal.export.trained_model import load_trained
+
+    code, stdout, stderr = _run(capsys, "eval", "--checkpoint", tiny["fgvc"], "--json")
+    assert code == 0, stderr
+    printed = json.loads(stdout.strip().splitlines()[-1])
+    trained = load_trained(tiny["fgvc"], device="cpu")
+    expected = pointing_game(trained.model, build_eval_data(trained.config, "test"), batch_size=8).as_dict()
+    assert printed["pointing_game_images"] == expected["pointing_game_images"] == 8
+    assert printed["pointing_game"] == pytest.approx(expected["pointing_game"])
+    assert printed["pointing_game_chance"] == pytest.approx(expected["pointing_game_chance"])

@@ -2,7 +2,10 @@
 
 - FGVC (Sec. 4.1): top-1 and top-5 of the SA branch, of the GLCA branch, and of the combined class
   scores ``softmax(SA) + softmax(GLCA)``.  Keys: ``top1``/``top5`` (combined), ``top1_sa``,
-  ``top5_sa``, ``top1_glca``, ``top5_glca`` (``None`` without GLCA), in percent.
+  ``top5_sa``, ``top1_glca``, ``top5_glca`` (``None`` without GLCA), in percent.  Where the
+  dataset has boxes (CUB-200-2011, Stanford Cars, the synthetic set), also the pointing game of the
+  rollout maximum (:mod:`dcal.evaluation.localization`): ``pointing_game``,
+  ``pointing_game_chance`` (percent) and ``pointing_game_images``, from the same forward pass.
 - Re-ID (Sec. 4.2): features are the model's inference output (L2-normalised concatenation of the
   SA and GLCA features after BN); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`.
   Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
@@ -19,6 +22,7 @@ from dcal.config import Config
 from dcal.engine.data_setup import eval_loader
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.evaluation.classification import topk_accuracy
+from dcal.evaluation.localization import PointingGameResult, has_boxes, record_pointing
 
 
 @torch.no_grad()
@@ -36,7 +40,8 @@ def evaluate(model, datasets: dict, config: Config, context: DistributedContext 
 
 
 def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) -> dict:
-    indices, sa, glca, targets = [], [], [], []
+    indices, sa, glca, targets, hits, chance = [], [], [], [], [], []
+    boxes = has_boxes(dataset)
     for batch in eval_loader(dataset, config, context.rank, context.world_size):
         out = model.forward_branches(batch["image"].to(context.device))
         indices.append(batch["index"])
@@ -44,12 +49,20 @@ def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) 
         sa.append(out["sa"]["logits"].float().cpu())
         if "glca" in out:
             glca.append(out["glca"]["logits"].float().cpu())
-    index, (targets, sa, glca) = _gather(indices, [targets, sa, glca], len(dataset), context)
+        if boxes:
+            records = [dataset.records[i] for i in batch["index"].tolist()]
+            batch_hits, batch_chance = record_pointing(out["rollout"].cpu(), model.grid_size, dataset.transform, records)
+            hits.append(batch_hits)
+            chance.append(batch_chance)
+    columns = [targets, sa, glca, hits, chance]
+    index, (targets, sa, glca, hits, chance) = _gather(indices, columns, len(dataset), context)
     combined = sa.softmax(1) + glca.softmax(1) if len(glca) else sa.softmax(1)
     metrics = {"num_images": len(index)}
     for name, scores in (("", combined), ("_sa", sa), ("_glca", glca)):
         accuracy = topk_accuracy(scores, targets) if len(scores) else {1: None, 5: None}
         metrics[f"top1{name}"], metrics[f"top5{name}"] = accuracy[1], accuracy[5]
+    if boxes:
+        metrics.update(PointingGameResult.from_arrays(hits, chance).as_dict())
     return metrics
 
 

@@ -243,8 +243,11 @@ def format_metrics(task: str, metrics: dict) -> str:
 
     head = f"epoch {metrics['epoch']}: " if "epoch" in metrics else ""
     if task == "fgvc":
-        return (f"{head}top-1 SA {pct(metrics['top1_sa'])}  GLCA {pct(metrics['top1_glca'])}  "
+        line = (f"{head}top-1 SA {pct(metrics['top1_sa'])}  GLCA {pct(metrics['top1_glca'])}  "
                 f"combined {pct(metrics['top1'])}  (top-5 combined {pct(metrics['top5'])}, {metrics['num_images']} images)")
+        if "pointing_game" in metrics:
+            line += f"  pointing game {pct(metrics['pointing_game'])} (chance {pct(metrics['pointing_game_chance'])})"
+        return line
     return (f"{head}mAP {pct(metrics['mAP'])}  Rank-1 {pct(metrics['rank1'])}  Rank-5 {pct(metrics['rank5'])}  "
             f"mINP {pct(metrics['mINP'])}  ({metrics['num_images']} images)")
 
