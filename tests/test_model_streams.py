@@ -152,8 +152,11 @@ def test_defaults_and_switches():
         assert torch.allclose(base(x), out["sa"]["logits"].softmax(-1))
     with pytest.raises(ConfigError, match="PWCA is off"):
         base.forward_branches(x, pair_index=torch.tensor([1, 0]))
-    with pytest.raises(ConfigError, match="depth 3"):
-        dcal.create_model("vit_base_patch16_224", 3, img_size=32, pwca_blocks=4, **TINY)
+    # The contract's default T = 12 means every block; on a 3-block backbone that is 3.
+    assert dcal.create_model("vit_base_patch16_224", 3, img_size=32, pwca_blocks=4, **TINY).pwca_blocks == 3
+    assert dcal.create_model("vit_base_patch16_224", 3, img_size=32, pwca_blocks=2, **TINY).pwca_blocks == 2
+    with pytest.raises(ConfigError, match="pwca_blocks"):
+        dcal.create_model("vit_base_patch16_224", 3, img_size=32, pwca_blocks=-1, **TINY)
     with pytest.raises(ConfigError, match="unknown timm backbone"):
         dcal.create_model("no_such_vit", 3)
     with pytest.raises(ConfigError, match="class token"):

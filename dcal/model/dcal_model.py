@@ -63,10 +63,9 @@ class DCAL(nn.Module):
         depth = len(backbone.blocks)
         if pwca_blocks is None:
             pwca_blocks = depth
-        if not 0 <= pwca_blocks <= depth:
-            raise ConfigError(
-                f"pwca_blocks must be between 0 (PWCA off) and the backbone's depth {depth}; got {pwca_blocks}"
-            )
+        if pwca_blocks < 0:
+            raise ConfigError(f"pwca_blocks must be 0 (PWCA off) or a positive number of blocks; got {pwca_blocks}")
+        pwca_blocks = min(pwca_blocks, depth)  # T = 12 in the paper means every block of a 12-block ViT
         if glca_ratio is None:
             glca_ratio = 0.1 if task == "fgvc" else 0.3
         if not 0.0 < glca_ratio <= 1.0:

@@ -20,7 +20,7 @@ def create_model(
     img_size: Optional[Union[int, tuple[int, int]]] = None,
     pretrained: Union[bool, str, os.PathLike] = False,
     glca_ratio: Optional[float] = None,
-    pwca_blocks: Optional[int] = None,
+    pwca_blocks: Optional[int] = 12,
     glca: bool = True,
     **timm_kwargs,
 ) -> DCAL:
@@ -38,9 +38,9 @@ def create_model(
         glca_ratio: R, the share of patches GLCA attends from; ``None`` is 0.1 for FGVC and 0.3
             for Re-ID (paper §4).
         pwca_blocks: T, the number of leading blocks with pair-wise cross-attention (paper: T = 12
-            = every block of a 12-block ViT); ``None`` means every block, 0 turns PWCA off, and
-            more than the backbone's depth is an error.  Blocks after the first T run as plain
-            self-attention in the PWCA stream.
+            = every block of a 12-block ViT).  T is capped at the backbone's depth, so the default
+            12 (or ``None``) means every block of any backbone, e.g. all 6 with ``depth=6``; 0 turns
+            PWCA off.  Blocks after the first T run as plain self-attention in the PWCA stream.
         glca: ``False`` turns GLCA off (the baseline is ``glca=False, pwca_blocks=0``).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``embed_dim=96, depth=6``,
             ``drop_path_rate=0.1``).
