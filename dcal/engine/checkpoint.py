@@ -28,6 +28,7 @@ import torch
 
 from dcal.config import Config, config_from_dict
 from dcal.errors import CheckpointError, ConfigError
+from dcal.model.pretrained import load_fitting_state
 
 FORMAT = "dcal-checkpoint-v1"
 
@@ -129,24 +130,7 @@ def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | No
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:
     """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` naming the keys that differ."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {_few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
-        if shapes:
-            parts.append(f"shape mismatch {_few(shapes)}")
-        raise CheckpointError(f"weights in {path} do not fit the model: " + "; ".join(parts))
-    model.load_state_dict(state_dict)
+    load_fitting_state(model, state_dict, f"weights in {path} do not fit the model")
 
 
 def rng_state() -> dict:
@@ -177,7 +161,3 @@ def _get(config, key):
     for part in key:
         config = getattr(config, part)
     return config
-
-
-def _few(items, n=4) -> str:
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -70,7 +70,13 @@ def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
         raise CheckpointError(f"{path}: cannot adapt the weights to this model ({error})") from error
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
 
-    expected = vit.state_dict()
+    load_fitting_state(vit, state, f"{path} does not fit the backbone")
+
+
+def load_fitting_state(module: torch.nn.Module, state: dict, what: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, or a :class:`CheckpointError` that starts
+    with ``what`` and names every missing, unexpected and mis-shaped key (a few of each)."""
+    expected = module.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
     mismatched = sorted(
@@ -86,5 +92,5 @@ def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
             problems.append(f"unexpected keys: {_names(unexpected)}")
         if mismatched:
             problems.append(f"shape mismatches: {_names(mismatched)}")
-        raise CheckpointError(f"{path} does not fit the backbone — " + "; ".join(problems))
-    vit.load_state_dict(state, strict=True)
+        raise CheckpointError(f"{what} — " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
