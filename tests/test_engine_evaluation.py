@@ -2,6 +2,7 @@
 
 import torch
 
+from dcal.data.records import FGVCRecord
 from dcal.evaluation.classification import topk_accuracy
 
 
@@ -30,6 +31,8 @@ def test_fgvc_evaluator_combines_the_branches():
     class Items(torch.utils.data.Dataset):
         def __init__(self, x, y):
             self.x, self.y = x, y
+            # As an ImageDataset: records without boxes, so no pointing game is played.
+            self.records = [FGVCRecord(path=f"{i}.jpg", label=int(label)) for i, label in enumerate(y)]
 
         def __len__(self):
             return len(self.y)
@@ -46,3 +49,4 @@ def test_fgvc_evaluator_combines_the_branches():
     assert metrics["top1"] == 100.0 * (combined.argmax(1) == y).double().mean().item()
     assert metrics["top1_sa"] == 100.0 * (x[:, :3].argmax(1) == y).double().mean().item()
     assert metrics["top1_glca"] == 100.0 * (x[:, 3:].argmax(1) == y).double().mean().item()
+    assert "pointing_game" not in metrics
