@@ -103,3 +103,18 @@ def check_split_sizes(dataset: str, root: Path, found: dict, official: dict) -> 
                 warnings.warn(message, SplitSizeWarning, stacklevel=3)
                 messages.append(message)
     return messages
+
+
+def synthetic_set_written(root, identity: dict) -> bool:
+    """Whether ``root`` holds a complete synthetic set written by ``identity`` (generator, format
+    version, seed).  The marker is written last, so its presence means the set is complete."""
+    marker = Path(root) / SYNTHETIC_MARKER
+    if not marker.is_file():
+        return False
+    written = json.loads(marker.read_text(encoding="utf-8"))
+    return {k: v for k, v in written.items() if k != "sizes"} == identity
+
+
+def write_synthetic_marker(root, identity: dict, sizes: dict) -> None:
+    """Write the marker that completes a synthetic set: its ``identity`` and declared split ``sizes``."""
+    (Path(root) / SYNTHETIC_MARKER).write_text(json.dumps({**identity, "sizes": sizes}, indent=1) + "\n", encoding="utf-8")

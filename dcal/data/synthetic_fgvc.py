@@ -32,14 +32,13 @@ Recommended demo settings (measured on the shared 2-core machine, issue #3):
 
 from __future__ import annotations
 
-import json
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dcal.data.layout import SYNTHETIC_MARKER
+from dcal.data.layout import synthetic_set_written, write_synthetic_marker
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 10
@@ -138,9 +137,8 @@ def write_fgvc_demo(out_dir, seed: int = 0) -> Path:
     seed and format (its ``SYNTHETIC.json`` marker is written last), nothing is rewritten.
     """
     root = Path(out_dir).expanduser() / "synthetic_fgvc"
-    marker = root / SYNTHETIC_MARKER
     identity = {"generator": "dcal.data.synthetic_fgvc", "version": FORMAT_VERSION, "seed": seed}
-    if marker.is_file() and {k: v for k, v in json.loads(marker.read_text()).items() if k != "sizes"} == identity:
+    if synthetic_set_written(root, identity):
         return root
     rng = np.random.default_rng([seed, 2022])
     class_patterns, distractors = choose_patterns(rng)
@@ -164,5 +162,5 @@ def write_fgvc_demo(out_dir, seed: int = 0) -> Path:
                         ("bounding_boxes.txt", boxes),
                         ("classes.txt", [f"{c + 1} {folder}" for c, folder in enumerate(class_folders)])):
         (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    marker.write_text(json.dumps({**identity, "sizes": _sizes()}, indent=1) + "\n", encoding="utf-8")
+    write_synthetic_marker(root, identity, _sizes())
     return root

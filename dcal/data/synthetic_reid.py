@@ -29,13 +29,12 @@ Recommended demo settings (measured on the shared 2-core machine, issue #3):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dcal.data.layout import SYNTHETIC_MARKER
+from dcal.data.layout import synthetic_set_written, write_synthetic_marker
 
 HEIGHT, WIDTH = 64, 32
 NUM_TRAIN_IDS = 100
@@ -110,9 +109,8 @@ def write_reid_demo(out_dir, seed: int = 0) -> Path:
     (its ``SYNTHETIC.json`` marker is written last) is left as it is.
     """
     root = Path(out_dir).expanduser() / "synthetic_reid"
-    marker = root / SYNTHETIC_MARKER
     identity_key = {"generator": "dcal.data.synthetic_reid", "version": FORMAT_VERSION, "seed": seed}
-    if marker.is_file() and {k: v for k, v in json.loads(marker.read_text()).items() if k != "sizes"} == identity_key:
+    if synthetic_set_written(root, identity_key):
         return root
     rng = np.random.default_rng([seed, 1501])
     cameras = [make_camera(rng) for _ in range(NUM_CAMERAS)]
@@ -152,5 +150,5 @@ def write_reid_demo(out_dir, seed: int = 0) -> Path:
                 pixels = np.ascontiguousarray(np.roll(pixels, HEIGHT // 2, axis=0))
             save("gallery", pid, camera, pixels)
     sizes = {split: {"images": n, "ids": len(ids), "cameras": len(cams)} for split, (n, ids, cams) in counts.items()}
-    marker.write_text(json.dumps({**identity_key, "sizes": sizes}, indent=1) + "\n", encoding="utf-8")
+    write_synthetic_marker(root, identity_key, sizes)
     return root
