@@ -67,8 +67,12 @@ def build_eval_data(config: Config, split: str, splits: DatasetSplits | None = N
     """The test-time dataset of ``split`` (test transform, records in file order)."""
     splits = splits if splits is not None else load_splits(config)
     _check_split(split, splits, "split")
-    transform = build_transforms(config.task, False, tuple(config.data.img_size), _resize(config))
-    return ImageDataset(splits.splits[split], transform, skip_corrupt=False)
+    return ImageDataset(splits.splits[split], eval_transform(config), skip_corrupt=False)
+
+
+def eval_transform(config: Config):
+    """The test-time transform of ``config`` (FGVC: resize, centre crop; Re-ID: resize), DESIGN §2."""
+    return build_transforms(config.task, False, tuple(config.data.img_size), _resize(config))
 
 
 def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1) -> DataLoader:

@@ -22,7 +22,6 @@ import torch
 
 from dcal.config import Config
 from dcal.data.image_dataset import load_image
-from dcal.data.transforms import build_transforms
 from dcal.errors import CheckpointError, DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -45,9 +44,9 @@ class TrainedModel:
     @property
     def transform(self):
         """The test-time transform of the checkpoint's config (resize, centre crop for FGVC)."""
-        d = self.config.data
-        resize = tuple(d.resize_size) if d.resize_size is not None else None
-        return build_transforms(self.task, False, tuple(d.img_size), resize)
+        from dcal.engine.data_setup import eval_transform
+
+        return eval_transform(self.config)
 
     @property
     def input_size(self) -> tuple:
