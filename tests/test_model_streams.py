@@ -52,7 +52,7 @@ def test_sa_feature_is_timms_forward(model):
     assert set(out) >= {"sa", "glca", "pwca", "rollout", "selected"}
     assert torch.allclose(out["sa"]["feat"], reference, atol=1e-5, rtol=0)
     assert out["sa"]["logits"].shape == (3, 7)
-    # the same with autograd on (the training code path: fused attention + separate rollout maps)
+    # the same with autograd on (the training code path: explicit attention kept for backward)
     assert torch.allclose(model.forward_branches(x)["sa"]["feat"], reference, atol=1e-5, rtol=0)
 
 
@@ -220,3 +220,25 @@ def test_average_pooling_backbone_reads_like_timm():
     assert torch.allclose(out["sa"]["feat"], reference, atol=1e-5, rtol=0)
     assert torch.allclose(out["glca"]["feat"], expected, atol=1e-5, rtol=0)
     assert model.glca.fc_norm is not model.backbone.fc_norm
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,rows",
+    [
+        ("vit_base_patch16_224", {}, 1),  # class-token pooling reads the class token only
+        ("deit_tiny_distilled_patch16_224", {}, 2),  # the mean of class and distillation token
+        ("vit_base_patch16_224", {"global_pool": "avg"}, 1 + 16),  # average pooling reads every token
+    ],
+)
+def test_last_block_computes_only_the_rows_the_head_reads(name, kwargs, rows):
+    """Patch rows of the last block that no head reads are not computed, in the SA and the PWCA
+    stream, in training and at inference (that the features still equal timm's is tested above)."""
+    model = dcal.create_model(name, 3, img_size=64, **kwargs, **TINY)
+    seen = []
+    hook = model.backbone.blocks[-1].mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    model(torch.randn(2, 3, 64, 64), derangement(2))
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))
+    hook.remove()
+    assert seen == [rows, rows, rows]  # SA and PWCA in training, SA at inference

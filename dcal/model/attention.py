@@ -3,8 +3,8 @@
 DCAL needs three things from a transformer block that ``Block.forward`` does not expose: the
 keys and values of the self-attention (SA) stream (PWCA attends to them, paper §3.3), the
 head-averaged attention probabilities (for attention rollout, §3.2), and attention whose queries
-are a subset of the tokens (GLCA, §3.2).  The functions here split ``Block.forward`` at those
-seams and otherwise call the block's own submodules in timm's order — ``norm1``, ``attn.qkv``,
+are a subset of the tokens (GLCA, §3.2; also a last block whose patch rows no head reads).  The
+functions here split ``Block.forward`` at those seams and otherwise call the block's own submodules in timm's order — ``norm1``, ``attn.qkv``,
 ``attn.q_norm``/``attn.k_norm``, attention, ``attn.norm``, ``attn.gate``, ``attn.proj``,
 ``attn.proj_drop``, ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2`` — so a
 block driven through them computes what timm's ``Block`` computes.
@@ -21,7 +21,8 @@ from timm.models.vision_transformer import Block
 
 
 class Heads(NamedTuple):
-    """A block's normalised input ``h = norm1(x)`` and its per-head q, k, v, each (B, H, T, d)."""
+    """A block's normalised input ``h = norm1(x)`` of its query rows and its per-head q (B, H, Tq, d),
+    k and v (B, H, T, d); Tq = T unless only some tokens are queried."""
 
     h: torch.Tensor
     q: torch.Tensor
@@ -29,10 +30,18 @@ class Heads(NamedTuple):
     v: torch.Tensor
 
 
-def block_heads(block: Block, x: torch.Tensor) -> Heads:
-    """``norm1`` then ``attn.qkv`` split into heads, with ``q_norm``/``k_norm`` applied (timm order)."""
+def block_heads(block: Block, x: torch.Tensor, queries: Optional[int] = None) -> Heads:
+    """``norm1`` then ``attn.qkv`` split into heads, with ``q_norm``/``k_norm`` applied (timm order).
+
+    With ``queries``, only the first ``queries`` tokens are queried: ``h`` and ``q`` cover those
+    rows, ``k`` and ``v`` all tokens (what a block whose other output rows are never read needs).
+    """
     attn: Attention = block.attn
     h = block.norm1(x)
+    if queries is not None:
+        k, v = key_value_heads(block, h)
+        h = h[:, :queries]
+        return Heads(h, query_heads(block, h), k, v)
     batch, tokens, _ = h.shape
     qkv = attn.qkv(h).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
@@ -67,50 +76,37 @@ def attend(block: Block, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
-def head_averaged_attention(
-    q: torch.Tensor, k: torch.Tensor, scale: float, scratch: torch.Tensor, head_mean: torch.Tensor
-) -> torch.Tensor:
-    """softmax(q kᵀ·scale) per head written into ``scratch`` (B, H, T, T), its mean over heads into
-    ``head_mean`` (B, T, T, float32); returns ``scratch``.  No gradient.
-
-    Everything is written in place into buffers the caller allocates once per forward pass: on
-    CPU, fresh (B, H, T, T) tensors in every block cost more in page faults than the arithmetic.
-    """
-    with torch.no_grad():
-        for head in range(q.shape[1]):  # per head: bmm reads the strided q/k views without copies
-            torch.bmm(q[:, head], k[:, head].transpose(1, 2), out=scratch[:, head])
-        scratch.mul_(scale)
-        torch.softmax(scratch, dim=-1, out=scratch)
-        torch.mean(scratch, dim=1, dtype=head_mean.dtype, out=head_mean)
-    return scratch
+def self_attention(block: Block, heads: Heads) -> torch.Tensor:
+    """Self-attention of a block, (B, H, T, d), with PyTorch's fused kernel."""
+    return attend(block, heads.q, heads.k, heads.v)
 
 
-def self_attention(
-    block: Block, heads: Heads, head_mean: Optional[torch.Tensor] = None, scratch: Optional[torch.Tensor] = None
-) -> torch.Tensor:
-    """Self-attention of a block; with ``head_mean`` given, also its head-averaged softmax
-    attention ``S_l`` for the rollout, written into ``head_mean`` (B, T, T) without gradient
-    (paper §3.2: the rollout only selects tokens).
+def self_attention_with_map(block: Block, heads: Heads) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-attention of a block, (B, H, Tq, d), and the sum over its H heads of the softmax
+    attention probabilities, (B, Tq, T) float32 without gradient: the rows of ``H·S_l`` for the
+    rollout (paper §3.2; the rollout only selects tokens, and takes the 1/H there).
 
-    The output always equals timm's: without autograd it is computed from the same explicit
-    probabilities (``scratch`` (B, H, T, T), then dropout, then ``·v`` — timm's unfused path), so
-    the map costs only the head mean; with autograd it comes from the fused kernel, which keeps no
-    (B, H, T, T) tensor for the backward pass, and the probabilities are computed beside it.
+    The probabilities are computed once, explicitly, as timm's unfused path does —
+    ``softmax((q·scale) kᵀ)``, attention dropout, ``·v`` — and the map is read from them.  PyTorch's
+    fused kernel returns no probabilities, and computing them beside it costs more than this path,
+    with autograd or without (``benchmarks/model_overhead.py``).  Without autograd the scaled
+    product and the softmax are done in place in one (B·H, Tq, T) tensor.
     """
     attn: Attention = block.attn
-    q, k, v = heads.q, heads.k, heads.v
-    if head_mean is None:
-        return attend(block, q, k, v)
+    batch, num_heads, queries, head_dim = heads.q.shape
+    tokens = heads.k.shape[2]
+    q = heads.q.reshape(batch * num_heads, queries, head_dim)
+    k = heads.k.reshape(batch * num_heads, tokens, head_dim)
+    v = heads.v.reshape(batch * num_heads, tokens, head_dim)
     if torch.is_grad_enabled():
-        out = attend(block, q, k, v)
-        head_averaged_attention(q.detach(), k.detach(), attn.scale, scratch, head_mean)
-        return out
-    probs = attn.attn_drop(head_averaged_attention(q, k, attn.scale, scratch, head_mean))
-    batch, num_heads, tokens, head_dim = v.shape
-    out = v.new_empty((batch, tokens, num_heads, head_dim))  # the layout block_output merges for free
-    for head in range(num_heads):
-        torch.bmm(probs[:, head], v[:, head], out=out[:, :, head])
-    return out.transpose(1, 2)
+        probs = torch.bmm(q * attn.scale, k.transpose(1, 2)).softmax(dim=-1)
+    else:
+        probs = torch.baddbmm(q.new_zeros(()), q, k.transpose(1, 2), beta=0, alpha=attn.scale)
+        torch.softmax(probs, dim=-1, out=probs)
+    with torch.no_grad():
+        head_sum = probs.view(batch, num_heads, queries, tokens).sum(dim=1, dtype=torch.float32)
+    out = torch.bmm(attn.attn_drop(probs), v).view(batch, num_heads, queries, head_dim)
+    return out, head_sum
 
 
 def block_output(block: Block, x: torch.Tensor, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:

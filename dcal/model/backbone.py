@@ -65,6 +65,15 @@ def pre_logits(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
     return vit.forward_head(vit.norm(tokens), pre_logits=True)
 
 
+def head_reads_prefix_only(vit: VisionTransformer) -> bool:
+    """Whether ``forward_head`` reads only prefix tokens: the class token (``global_pool='token'``)
+    or, for distilled DeiT, the class and distillation tokens.  Then the last block's patch-token
+    rows reach no output, and DCAL computes that block for the prefix tokens only (its keys and
+    values still come from all tokens), which gives the same feature for about 10/12 of a block
+    less work."""
+    return isinstance(vit, VisionTransformerDistilled) or vit.global_pool == "token"
+
+
 def pool(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
     """The pooling step of ``vit.forward_head`` (before ``fc_norm``), for tokens of another stream.
 

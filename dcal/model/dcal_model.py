@@ -10,6 +10,10 @@ One pass over the backbone's blocks carries up to two token streams:
   with the same weights.  It shares every weight with SA (blocks, final norm, head).
 * **GLCA** (§3.2) — after the blocks, the class-token rollout picks the top R patches and one
   GLCA block with its own weights reads the last SA block's input (:mod:`dcal.model.glca`).
+
+When the head reads only the prefix tokens (class-token pooling; distilled DeiT), both streams
+compute their last block for those tokens only: the patch rows of that block reach no output, and
+the rollout needs only the class token's row of its attention.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from dcal.errors import ConfigError
-from dcal.model.attention import attend, block_heads, block_output, self_attention
-from dcal.model.backbone import check_supported, embed, grid_size, pre_logits
+from dcal.model.attention import attend, block_heads, block_output, self_attention, self_attention_with_map
+from dcal.model.backbone import check_supported, embed, grid_size, head_reads_prefix_only, pre_logits
 from dcal.model.glca import GlobalLocalCrossAttention
 from dcal.model.heads import BNNeckHead, LinearHead
 from dcal.model.pwca import pair_wise_attention
@@ -137,33 +141,34 @@ class DCAL(nn.Module):
             self._check_pairs(pair_index, x.shape[0])
             pair_index = pair_index.to(x.device)
         pwca_tokens = tokens
-        if rollout:  # S_1 … S_L and one scratch buffer, allocated once (see head_averaged_attention)
-            batch, length = tokens.shape[:2]
-            maps = tokens.new_empty((len(blocks), batch, length, length), dtype=torch.float32)
-            scratch = tokens.new_empty((batch, blocks[0].attn.num_heads, length, length))
+        maps = []  # rows of H·S_1 … H·S_L for the rollout
         for index, block in enumerate(blocks):
+            queries = None
             if index == last:
                 glca_input = tokens
-            heads = block_heads(block, tokens)
+                if head_reads_prefix_only(vit):  # only the prefix rows of the last block are read
+                    queries = self.num_prefix_tokens
+            heads = block_heads(block, tokens, queries)
             if rollout:
-                scratch = scratch.to(heads.q.dtype)  # bf16 under autocast
-                attended = self_attention(block, heads, maps[index], scratch)
+                attended, head_sum = self_attention_with_map(block, heads)
+                maps.append(head_sum)
             else:
                 attended = self_attention(block, heads)
             if pair_index is not None:
-                own = block_heads(block, pwca_tokens)
+                own = block_heads(block, pwca_tokens, queries)
                 if index < self.pwca_blocks:
                     pwca_attended = pair_wise_attention(block, own, heads.k, heads.v, pair_index)
                 else:
                     pwca_attended = attend(block, own.q, own.k, own.v)
-                pwca_tokens = block_output(block, pwca_tokens, own.h, pwca_attended)
-            tokens = block_output(block, tokens, heads.h, attended)
+                pwca_tokens = block_output(block, pwca_tokens[:, :queries], own.h, pwca_attended)
+            tokens = block_output(block, tokens[:, :queries], heads.h, attended)
 
         out = {"sa": self.sa_head(pre_logits(vit, tokens))}
         if pair_index is not None:
             out["pwca"] = self._pwca_head(pre_logits(vit, pwca_tokens))
         if rollout:
-            patch_rollout = class_token_rollout(maps[-1, :, 0], maps[:-1])[:, self.num_prefix_tokens :]
+            class_row = class_token_rollout(maps[-1][:, 0], maps[:-1], blocks[0].attn.num_heads)
+            patch_rollout = class_row[:, self.num_prefix_tokens :]
             selected = select_top(patch_rollout, self.glca_ratio)
             out["rollout"], out["selected"] = patch_rollout, selected
             if self.glca is not None:

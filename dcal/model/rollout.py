@@ -15,16 +15,22 @@ import torch
 
 
 @torch.no_grad()
-def class_token_rollout(last_row: torch.Tensor, lower_maps: Sequence[torch.Tensor]) -> torch.Tensor:
+def class_token_rollout(
+    last_row: torch.Tensor, lower_maps: Sequence[torch.Tensor], num_heads: int = 1
+) -> torch.Tensor:
     """The class token's row of ``Ŝ_L``, (B, T), over all P+N tokens.
 
-    ``last_row``: the class token's row of ``S_L`` (B, T); ``lower_maps``: ``S_1 … S_{L-1}``, each
-    (B, T, T), in block order (a list or an (L-1, B, T, T) tensor).  The class token is token 0.
+    ``last_row``: the class token's row of ``H·S_L`` (B, T); ``lower_maps``: ``H·S_1 … H·S_{L-1}``,
+    each (B, T, T), in block order (a list or an (L-1, B, T, T) tensor) — the attention
+    probabilities summed over ``num_heads`` = H heads, whose mean ``S_l`` is (H = 1: the means
+    themselves).  The class token is token 0.
     """
-    r = 0.5 * last_row.float()
+    half_mean = 0.5 / num_heads
+    r = half_mean * last_row.float()
     r[:, 0] += 0.5
-    for index in range(len(lower_maps) - 1, -1, -1):
-        r = 0.5 * torch.bmm(r.unsqueeze(1), lower_maps[index].float()).squeeze(1) + 0.5 * r
+    for index in range(len(lower_maps) - 1, -1, -1):  # r ← r·(0.5·S_l + 0.5·I)
+        row = r.unsqueeze(1)
+        r = torch.baddbmm(row, row, lower_maps[index].float(), beta=0.5, alpha=half_mean).squeeze(1)
     return r
 
 
