@@ -10,13 +10,21 @@ time: on a machine shared with other jobs it is the steadier of the two.
   uncertainty-weighted :class:`~dcal.engine.losses.DCALLoss` of the task.
 * inference: ``model.eval()`` under ``torch.no_grad()``.  Plain timm: ``model(x)`` with its fused
   attention.  DCAL: ``model(x)`` = SA + rollout + GLCA.
-* rollout cost: the SA stream driven by dcal with the rollout maps (``forward_branches`` of a
-  model with GLCA and PWCA off) against the same without maps (its eval ``forward``), and against
-  plain timm.  The maps are computed explicitly (softmax(qkᵀ), head mean) because timm's fused
-  attention returns no weights.
+* where the time goes: dcal's SA stream alone (a model with GLCA and PWCA off) with the rollout
+  maps (``forward_branches``) and without (its eval ``forward``), against plain timm.  The maps
+  are computed explicitly (softmax(qkᵀ), head sum) because the fused kernel returns no weights.
+  dcal computes the last block for the prefix tokens only when the head reads nothing else (class
+  token pooling), so its SA stream is *cheaper* than timm's; ``dcal_vs_own_sa_driver`` divides by
+  that stream instead of by timm and so is the cost of what DCAL adds (maps, GLCA, PWCA) alone.
 * peak memory: growth of the process's peak resident set (``VmHWM`` after resetting it through
   ``/proc/self/clear_refs``, minus ``VmRSS`` before) during one step, after ``malloc_trim``;
   medians over ``--memory-rounds`` rounds run after the timed ones.
+* allocator: glibc's malloc hands large blocks back to the kernel and takes them again under
+  thresholds it adapts to the process's history, so the page faults a step pays — for timm as much
+  as for dcal — change from one process to the next and moved either model's time by up to ±15 %
+  here.  The benchmark therefore first switches that off (``mallopt``: no ``mmap``, no trimming) so
+  both models run on reused memory, as a GPU caching allocator would give them; ``--default-malloc``
+  measures with glibc's defaults instead.
 
 Run: ``python benchmarks/model_overhead.py`` (about a minute on 2 cores).
 """
@@ -27,6 +35,7 @@ import argparse
 import ctypes
 import json
 import os
+import resource
 import statistics
 import time
 
@@ -40,6 +49,13 @@ from dcal.model.pairing import derangement
 
 BACKBONE = "deit_tiny_patch16_224"
 LIBC = ctypes.CDLL("libc.so.6")
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, <malloc.h>
+
+
+def steady_allocator() -> None:
+    """glibc malloc without ``mmap`` and without trimming the heap: freed memory is reused."""
+    if not (LIBC.mallopt(M_MMAP_MAX, 0) and LIBC.mallopt(M_TRIM_THRESHOLD, 2**30)):
+        raise RuntimeError("mallopt refused the settings")
 
 
 def _status_kib(field: str) -> int:
@@ -86,20 +102,23 @@ def inference_step(call, x):
 
 
 def run_interleaved(steps: dict, warmup: int, repeats: int, memory_rounds: int) -> dict:
-    """Wall and CPU seconds (medians of ``repeats`` interleaved rounds) and peak RSS growth
-    (median of ``memory_rounds`` further rounds, kept apart because trimming the heap before a
-    memory measurement makes the next step page-fault) of each step."""
+    """Wall and CPU seconds and minor page faults (medians of ``repeats`` interleaved rounds) and
+    peak RSS growth (median of ``memory_rounds`` further rounds, kept apart because trimming the
+    heap before a memory measurement makes the next step page-fault) of each step."""
     for _ in range(warmup):
         for step in steps.values():
             step()
     wall = {name: [] for name in steps}
     cpu = {name: [] for name in steps}
+    faults = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
+            start_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             step()
             wall[name].append(time.perf_counter() - start_wall)
             cpu[name].append(time.process_time() - start_cpu)
+            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start_faults)
     memory = {name: [] for name in steps}
     for _ in range(memory_rounds):
         for name, step in steps.items():
@@ -108,6 +127,7 @@ def run_interleaved(steps: dict, warmup: int, repeats: int, memory_rounds: int) 
         name: {
             "seconds": statistics.median(wall[name]),
             "cpu_seconds": statistics.median(cpu[name]),
+            "minor_faults": statistics.median(faults[name]),
             "peak_mib": statistics.median(memory[name]),
         }
         for name in steps
@@ -165,12 +185,14 @@ def benchmark(task: str, img_size, batch: int, warmup: int, repeats: int, memory
         "train_time_ratio": ratio(train, "dcal"),
         "train_cpu_seconds": {k: round(v["cpu_seconds"], 4) for k, v in train.items()},
         "train_cpu_time_ratio": ratio(train, "dcal", "cpu_seconds"),
+        "train_minor_faults": {k: v["minor_faults"] for k, v in train.items()},
         "train_peak_mib": {k: round(v["peak_mib"], 1) for k, v in train.items()},
         "train_memory_ratio": ratio(train, "dcal", "peak_mib"),
         "infer_seconds": {k: round(v["seconds"], 4) for k, v in infer.items()},
         "infer_time_ratio": ratio(infer, "dcal"),
         "infer_cpu_seconds": {k: round(v["cpu_seconds"], 4) for k, v in infer.items()},
         "infer_cpu_time_ratio": ratio(infer, "dcal", "cpu_seconds"),
+        "infer_minor_faults": {k: v["minor_faults"] for k, v in infer.items()},
         "infer_peak_mib": {k: round(v["peak_mib"], 1) for k, v in infer.items()},
         "infer_memory_ratio": ratio(infer, "dcal", "peak_mib"),
         "rollout_cost": {
@@ -182,6 +204,10 @@ def benchmark(task: str, img_size, batch: int, warmup: int, repeats: int, memory
             ),
             "train_sa_with_rollout_vs_timm_cpu": ratio(train, "dcal_sa_with_rollout", "cpu_seconds"),
         },
+        "dcal_vs_own_sa_driver": {
+            "train": ratio(train, "dcal", base="dcal_sa_with_rollout"),
+            "infer": ratio(infer, "dcal", base="dcal_sa_no_rollout"),
+        },
     }
 
 
@@ -191,7 +217,10 @@ def main() -> None:
     parser.add_argument("--memory-rounds", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's adaptive malloc thresholds")
     args = parser.parse_args()
+    if not args.default_malloc:
+        steady_allocator()
     torch.set_num_threads(args.threads)
     load_before = round(os.getloadavg()[0], 2)
     results = [
@@ -203,13 +232,15 @@ def main() -> None:
             {
                 "backbone": f"{BACKBONE} (pretrained=False)",
                 "threads": args.threads,
+                "allocator": "glibc defaults" if args.default_malloc else "glibc, mallopt: no mmap, no trimming",
                 "load_average_1min_before_after": [load_before, round(os.getloadavg()[0], 2)],
                 "torch": torch.__version__,
                 "timm": timm.__version__,
                 "method": "interleaved rounds, medians of wall and process CPU time; memory = peak RSS "
                 "growth (VmHWM reset via /proc/self/clear_refs after malloc_trim) during one step, in "
                 "separate rounds; rollout maps are timm's unfused softmax(q kT) probabilities, computed "
-                "explicitly in the SA stream because the fused kernel returns no weights",
+                "explicitly in the SA stream because the fused kernel returns no weights; dcal computes the "
+                "last block for the prefix tokens only (class-token pooling reads nothing else)",
                 "targets": {"train_time_ratio": 2.3, "infer_time_ratio": 1.10},
                 "results": results,
             },
