@@ -122,3 +122,16 @@ def test_missing_dataset_names_the_layout_and_demo_data(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "images.txt" in result.stderr and "dcal demo-data" in result.stderr
+
+
+def test_progress_is_one_line_per_epoch_outside_a_terminal(tmp_path, capsys):
+    """In a log file (stderr not a terminal) there is no redrawn progress bar, and each epoch
+    ends with one line: mean training loss, learning rate, throughput, time."""
+    root = write_tiny_fgvc(tmp_path / "data")
+    assert main(["train", "--out", str(tmp_path / "run"), "train.epochs=2", "train.eval_every=2",
+                 *tiny_fgvc_args(root)]) == 0
+    captured = capsys.readouterr()
+    lines = [line.split() for line in captured.out.splitlines() if "train loss" in line]
+    assert [line[1] for line in lines] == ["1/2", "2/2"]
+    assert all(float(line[4]) > 0 and line[-1] == "s" for line in lines)
+    assert "it/s" not in captured.err and "\r" not in captured.err

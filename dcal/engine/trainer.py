@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -166,8 +167,10 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         steps = data.batches_per_epoch(epoch) // t.accum_steps
         loader = data.loader(epoch, step_in_epoch * t.accum_steps, config, context.rank)
         model.train()
+        # A live bar on a terminal only; in a log file it would be thousands of redrawn lines.
         bar = tqdm(total=steps, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
-                   disable=not context.is_main, dynamic_ncols=True, leave=False)
+                   disable=not (context.is_main and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
+        epoch_started, epoch_steps, epoch_images, epoch_loss = time.perf_counter(), 0, 0, 0.0
         batches = iter(loader)
         while step_in_epoch < steps:
             started = time.perf_counter()
@@ -208,6 +211,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             lr = optimizer.param_groups[0]["lr"]
             bar.set_postfix(loss=f"{loss_sum:.4f}", lr=f"{lr:.2e}", img_s=f"{throughput:.1f}")
             bar.update()
+            epoch_steps, epoch_images, epoch_loss = epoch_steps + 1, epoch_images + images_seen, epoch_loss + loss_sum
             if global_step % t.log_every == 0:
                 log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput,
                                           **{k: float(v.detach()) for k, v in parts.items()}}, "train")
@@ -215,6 +219,11 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
                 save(last_path)
         bar.close()
         del batches, loader
+        if context.is_main and epoch_steps:
+            seconds = time.perf_counter() - epoch_started
+            print(f"epoch {epoch + 1}/{t.epochs}  train loss {epoch_loss / epoch_steps:.4f}  "
+                  f"lr {optimizer.param_groups[0]['lr']:.2e}  "
+                  f"{epoch_images * context.world_size / seconds:.1f} img/s  {seconds:.1f} s", flush=True)
 
         # End of the epoch: evaluate when due, then checkpoint the start of the next epoch.
         epoch, step_in_epoch = epoch + 1, 0
