@@ -242,3 +242,30 @@ def test_last_block_computes_only_the_rows_the_head_reads(name, kwargs, rows):
         model(torch.randn(2, 3, 64, 64))
     hook.remove()
     assert seen == [rows, rows, rows]  # SA and PWCA in training, SA at inference
+
+
+def test_both_training_attention_paths_agree(monkeypatch):
+    """Under autograd the SA attention is explicit on the CPU and fused (map beside it) elsewhere;
+    both give the same branches, rollout and gradients.  The second path is forced here on the CPU."""
+    from dcal.model import attention
+
+    torch.manual_seed(0)
+    model = dcal.create_model("deit_tiny_distilled_patch16_224", 5, img_size=64, **TINY)
+    x, pairs = torch.randn(4, 3, 64, 64), derangement(4)
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        out = model.forward_branches(x, pair_index=pairs)
+        sum(out[b]["logits"].logsumexp(-1).sum() for b in ("sa", "glca", "pwca")).backward()
+        return out, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    explicit, explicit_grads = run()
+    monkeypatch.setattr(attention, "EXPLICIT_BACKWARD_DEVICES", ())
+    fused, fused_grads = run()
+    assert torch.equal(explicit["selected"], fused["selected"])
+    assert torch.allclose(explicit["rollout"], fused["rollout"], atol=1e-6)
+    for branch in ("sa", "glca", "pwca"):
+        assert torch.allclose(explicit[branch]["logits"], fused[branch]["logits"], atol=1e-5)
+    assert explicit_grads.keys() == fused_grads.keys() and len(explicit_grads) > 10
+    for name, grad in explicit_grads.items():
+        assert torch.allclose(grad, fused_grads[name], atol=1e-5, rtol=1e-4), name

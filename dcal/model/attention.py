@@ -81,31 +81,48 @@ def self_attention(block: Block, heads: Heads) -> torch.Tensor:
     return attend(block, heads.q, heads.k, heads.v)
 
 
+EXPLICIT_BACKWARD_DEVICES = ("cpu",)
+"""Device types on which the SA stream's attention is computed explicitly under autograd too, its
+(B·H, T, T) probabilities kept for the backward pass: on this project's CPUs that measured faster
+than the fused kernel plus a separate map (``benchmarks/model_overhead.py``).  Elsewhere (CUDA) the
+fused kernel produces the output and keeps no such tensor — for ViT-B at 448² and batch 16 they
+would hold about 5.7 GB — and the map is computed beside it without gradient."""
+
+
+def attention_probabilities(attn: Attention, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``softmax((q·scale) kᵀ)`` for q (B·H, Tq, d) and k (B·H, T, d), as timm's unfused path computes
+    it; without autograd the scaled product and the softmax are done in place in one tensor."""
+    if torch.is_grad_enabled():
+        return torch.bmm(q * attn.scale, k.transpose(1, 2)).softmax(dim=-1)
+    probs = torch.baddbmm(q.new_zeros(()), q, k.transpose(1, 2), beta=0, alpha=attn.scale)
+    return torch.softmax(probs, dim=-1, out=probs)
+
+
 def self_attention_with_map(block: Block, heads: Heads) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention of a block, (B, H, Tq, d), and the sum over its H heads of the softmax
     attention probabilities, (B, Tq, T) float32 without gradient: the rows of ``H·S_l`` for the
     rollout (paper §3.2; the rollout only selects tokens, and takes the 1/H there).
 
-    The probabilities are computed once, explicitly, as timm's unfused path does —
-    ``softmax((q·scale) kᵀ)``, attention dropout, ``·v`` — and the map is read from them.  PyTorch's
-    fused kernel returns no probabilities, and computing them beside it costs more than this path,
-    with autograd or without (``benchmarks/model_overhead.py``).  Without autograd the scaled
-    product and the softmax are done in place in one (B·H, Tq, T) tensor.
+    The fused kernel returns no probabilities.  Without autograd, and under autograd on the devices
+    in :data:`EXPLICIT_BACKWARD_DEVICES`, they are computed once, explicitly, and give both the
+    output (attention dropout, ``·v``) and the map; otherwise the output comes from the fused kernel
+    and the probabilities are computed beside it without gradient.
     """
     attn: Attention = block.attn
     batch, num_heads, queries, head_dim = heads.q.shape
     tokens = heads.k.shape[2]
     q = heads.q.reshape(batch * num_heads, queries, head_dim)
     k = heads.k.reshape(batch * num_heads, tokens, head_dim)
-    v = heads.v.reshape(batch * num_heads, tokens, head_dim)
-    if torch.is_grad_enabled():
-        probs = torch.bmm(q * attn.scale, k.transpose(1, 2)).softmax(dim=-1)
+    if torch.is_grad_enabled() and q.device.type not in EXPLICIT_BACKWARD_DEVICES:
+        out = attend(block, heads.q, heads.k, heads.v)
+        with torch.no_grad():
+            probs = attention_probabilities(attn, q, k)
     else:
-        probs = torch.baddbmm(q.new_zeros(()), q, k.transpose(1, 2), beta=0, alpha=attn.scale)
-        torch.softmax(probs, dim=-1, out=probs)
+        probs = attention_probabilities(attn, q, k)
+        v = heads.v.reshape(batch * num_heads, tokens, head_dim)
+        out = torch.bmm(attn.attn_drop(probs), v).view(batch, num_heads, queries, head_dim)
     with torch.no_grad():
         head_sum = probs.view(batch, num_heads, queries, tokens).sum(dim=1, dtype=torch.float32)
-    out = torch.bmm(attn.attn_drop(probs), v).view(batch, num_heads, queries, head_dim)
     return out, head_sum
 
 
