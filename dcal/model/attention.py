@@ -4,10 +4,11 @@ DCAL needs three things from a transformer block that ``Block.forward`` does not
 keys and values of the self-attention (SA) stream (PWCA attends to them, paper §3.3), the
 head-averaged attention probabilities (for attention rollout, §3.2), and attention whose queries
 are a subset of the tokens (GLCA, §3.2; also a last block whose patch rows no head reads).  The
-functions here split ``Block.forward`` at those seams and otherwise call the block's own submodules in timm's order — ``norm1``, ``attn.qkv``,
-``attn.q_norm``/``attn.k_norm``, attention, ``attn.norm``, ``attn.gate``, ``attn.proj``,
-``attn.proj_drop``, ``ls1``, ``drop_path1``, ``norm2``, ``mlp``, ``ls2``, ``drop_path2`` — so a
-block driven through them computes what timm's ``Block`` computes.
+functions here split ``Block.forward`` at those seams and otherwise call the block's own
+submodules in timm's order — ``norm1``, ``attn.qkv``, ``attn.q_norm``/``attn.k_norm``, attention,
+``attn.norm``, ``attn.gate``, ``attn.proj``, ``attn.proj_drop``, ``ls1``, ``drop_path1``, ``norm2``,
+``mlp``, ``ls2``, ``drop_path2`` — so a block driven through them computes what timm's ``Block``
+computes.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def attend(block: Block, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 
 def self_attention(block: Block, heads: Heads) -> torch.Tensor:
-    """Self-attention of a block, (B, H, T, d), with PyTorch's fused kernel."""
+    """Self-attention of a block, (B, H, Tq, d), with PyTorch's fused kernel."""
     return attend(block, heads.q, heads.k, heads.v)
 
 
@@ -111,16 +112,17 @@ def self_attention_with_map(block: Block, heads: Heads) -> tuple[torch.Tensor, t
     attn: Attention = block.attn
     batch, num_heads, queries, head_dim = heads.q.shape
     tokens = heads.k.shape[2]
-    q = heads.q.reshape(batch * num_heads, queries, head_dim)
-    k = heads.k.reshape(batch * num_heads, tokens, head_dim)
-    if torch.is_grad_enabled() and q.device.type not in EXPLICIT_BACKWARD_DEVICES:
+
+    def per_head(t: torch.Tensor) -> torch.Tensor:  # (B, H, n, d) -> (B·H, n, d)
+        return t.reshape(batch * num_heads, t.shape[2], head_dim)
+
+    if torch.is_grad_enabled() and heads.q.device.type not in EXPLICIT_BACKWARD_DEVICES:
         out = attend(block, heads.q, heads.k, heads.v)
         with torch.no_grad():
-            probs = attention_probabilities(attn, q, k)
+            probs = attention_probabilities(attn, per_head(heads.q), per_head(heads.k))
     else:
-        probs = attention_probabilities(attn, q, k)
-        v = heads.v.reshape(batch * num_heads, tokens, head_dim)
-        out = torch.bmm(attn.attn_drop(probs), v).view(batch, num_heads, queries, head_dim)
+        probs = attention_probabilities(attn, per_head(heads.q), per_head(heads.k))
+        out = torch.bmm(attn.attn_drop(probs), per_head(heads.v)).view(batch, num_heads, queries, head_dim)
     with torch.no_grad():
         head_sum = probs.view(batch, num_heads, queries, tokens).sum(dim=1, dtype=torch.float32)
     return out, head_sum
