@@ -77,11 +77,6 @@ def attend(block: Block, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
 
 
-def self_attention(block: Block, heads: Heads) -> torch.Tensor:
-    """Self-attention of a block, (B, H, Tq, d), with PyTorch's fused kernel."""
-    return attend(block, heads.q, heads.k, heads.v)
-
-
 EXPLICIT_BACKWARD_DEVICES = ("cpu",)
 """Device types on which the SA stream's attention is computed explicitly under autograd too, its
 (B·H, T, T) probabilities kept for the backward pass: on this project's CPUs that measured faster

@@ -26,7 +26,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from dcal.errors import ConfigError
-from dcal.model.attention import attend, block_heads, block_output, self_attention, self_attention_with_map
+from dcal.model.attention import attend, block_heads, block_output, self_attention_with_map
 from dcal.model.backbone import check_supported, embed, grid_size, head_reads_prefix_only, pre_logits
 from dcal.model.glca import GlobalLocalCrossAttention
 from dcal.model.heads import BNNeckHead, LinearHead
@@ -153,7 +153,7 @@ class DCAL(nn.Module):
                 attended, head_sum = self_attention_with_map(block, heads)
                 maps.append(head_sum)
             else:
-                attended = self_attention(block, heads)
+                attended = attend(block, heads.q, heads.k, heads.v)
             if pair_index is not None:
                 own = block_heads(block, pwca_tokens, queries)
                 if index < self.pwca_blocks:
