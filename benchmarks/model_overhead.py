@@ -176,25 +176,25 @@ def benchmark(task: str, img_size, batch: int, warmup: int, repeats: int, memory
     def ratio(table, name, key="seconds", base="timm"):
         return round(table[name][key] / table[base][key], 3)
 
+    def phase(name, table):
+        """Times, faults, peak memory of every step of one phase, and DCAL's ratios over timm."""
+        return {
+            f"{name}_seconds": {k: round(v["seconds"], 4) for k, v in table.items()},
+            f"{name}_time_ratio": ratio(table, "dcal"),
+            f"{name}_cpu_seconds": {k: round(v["cpu_seconds"], 4) for k, v in table.items()},
+            f"{name}_cpu_time_ratio": ratio(table, "dcal", "cpu_seconds"),
+            f"{name}_minor_faults": {k: v["minor_faults"] for k, v in table.items()},
+            f"{name}_peak_mib": {k: round(v["peak_mib"], 1) for k, v in table.items()},
+            f"{name}_memory_ratio": ratio(table, "dcal", "peak_mib"),
+        }
+
     return {
         "task": task,
         "img_size": list(size),
         "batch": batch,
         "tokens": full.num_prefix_tokens + full.grid_size[0] * full.grid_size[1],
-        "train_seconds": {k: round(v["seconds"], 4) for k, v in train.items()},
-        "train_time_ratio": ratio(train, "dcal"),
-        "train_cpu_seconds": {k: round(v["cpu_seconds"], 4) for k, v in train.items()},
-        "train_cpu_time_ratio": ratio(train, "dcal", "cpu_seconds"),
-        "train_minor_faults": {k: v["minor_faults"] for k, v in train.items()},
-        "train_peak_mib": {k: round(v["peak_mib"], 1) for k, v in train.items()},
-        "train_memory_ratio": ratio(train, "dcal", "peak_mib"),
-        "infer_seconds": {k: round(v["seconds"], 4) for k, v in infer.items()},
-        "infer_time_ratio": ratio(infer, "dcal"),
-        "infer_cpu_seconds": {k: round(v["cpu_seconds"], 4) for k, v in infer.items()},
-        "infer_cpu_time_ratio": ratio(infer, "dcal", "cpu_seconds"),
-        "infer_minor_faults": {k: v["minor_faults"] for k, v in infer.items()},
-        "infer_peak_mib": {k: round(v["peak_mib"], 1) for k, v in infer.items()},
-        "infer_memory_ratio": ratio(infer, "dcal", "peak_mib"),
+        **phase("train", train),
+        **phase("infer", infer),
         "rollout_cost": {
             "infer_sa_driver_vs_timm": ratio(infer, "dcal_sa_no_rollout"),
             "infer_maps_vs_no_maps": ratio(infer, "dcal_sa_with_rollout", base="dcal_sa_no_rollout"),
