@@ -58,6 +58,8 @@ class DataConfig:
     options: dict = field(default_factory=dict)  # parser options of the dataset (e.g. MSMT17's val split)
     train_split: Optional[str] = None  # None: the dataset's own (train; trainval for FGVC-Aircraft)
     test_split: Optional[str] = None  # FGVC evaluation split; None: test (Re-ID evaluates query vs gallery)
+    val_split: Optional[str] = None  # an official validation split (FGVC, e.g. aircraft's val): picks best.pt
+    val_fraction: Optional[float] = None  # hold out this share of the training set to pick best.pt (Re-ID: of its identities)
     img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
     resize_size: Optional[list] = field(default_factory=lambda: [64, 64])  # resize before cropping, [height, width]; None: the transform's default
     padding: int = 10  # Re-ID training: pad before the random crop
@@ -98,6 +100,7 @@ class TrainConfig:
     eval_every: int = 4  # epochs between evaluations (the last epoch is always evaluated)
     checkpoint_every: int = 0  # also write checkpoints/last.pt every N optimiser steps; 0: per epoch only
     save_safetensors: bool = False  # also write the weights of last/best as .safetensors
+    sync_bn: bool = False  # Re-ID BNNecks as SyncBatchNorm under DDP on CUDA (NCCL)
     log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard
 
 
@@ -116,6 +119,7 @@ class EvalConfig:
     batch_size: int = 64  # per process
     metric: str = "euclidean"  # Re-ID distance: euclidean or cosine
     re_ranking: bool = False  # Re-ID k-reciprocal re-ranking
+    flip: bool = False  # test-time horizontal flip: FGVC mean of the scores, Re-ID sum of the features
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""PWCA's distractor pairs: permutations without fixed points."""
+"""PWCA's distractor pairs: permutations without fixed points, and distractors of another label."""
 
 import pytest
 import torch
 
 from dcal.errors import ConfigError
-from dcal.model.pairing import derangement
+from dcal.model.pairing import derangement, distractor_index
 
 
 @pytest.mark.parametrize("n", [2, 3, 5, 16, 64])
@@ -29,3 +29,45 @@ def test_derangements_vary_and_follow_the_generator():
 def test_a_pair_needs_two_images(n):
     with pytest.raises(ConfigError, match="at least 2 images"):
         derangement(n)
+
+
+def _same_label_rate(pairing, pids, splits, draws=200):
+    """Share of distractors with the image's own identity when P x K batches are split into micro-batches."""
+    generator, same, total = torch.Generator().manual_seed(0), 0, 0
+    for _ in range(draws):
+        for micro in pids.chunk(splits):
+            index = pairing(micro, generator)
+            same += int((micro[index] == micro).sum())
+            total += len(micro)
+    return same / total
+
+
+def test_distractor_rate_is_independent_of_the_split():
+    pids = torch.arange(16).repeat_interleave(4)  # a 16 x 4 P x K batch; 4 micro-batches of 4 x 4
+    by_derangement = {s: _same_label_rate(lambda t, g: derangement(len(t), g), pids, s) for s in (1, 4)}
+    assert by_derangement[1] == pytest.approx(3 / 63, abs=0.01)
+    assert by_derangement[4] == pytest.approx(3 / 15, abs=0.02)  # what a per-rank derangement gives
+    assert {s: _same_label_rate(distractor_index, pids, s) for s in (1, 4)} == {1: 0.0, 4: 0.0}
+
+
+def test_distractors_are_uniform_among_the_other_labels():
+    targets = torch.tensor([0, 0, 1, 1, 2])
+    generator = torch.Generator().manual_seed(1)
+    counts = torch.zeros(5, 5)
+    for _ in range(3000):
+        index = distractor_index(targets, generator)
+        counts[torch.arange(5), index] += 1
+    allowed = targets[:, None] != targets[None, :]
+    assert (counts[~allowed] == 0).all()
+    share = counts / counts.sum(1, keepdim=True)
+    expected = allowed / allowed.sum(1, keepdim=True)
+    assert torch.allclose(share, expected.float(), atol=0.04)
+    assert torch.equal(distractor_index(targets, torch.Generator().manual_seed(5)),
+                       distractor_index(targets, torch.Generator().manual_seed(5)))
+
+
+def test_one_label_falls_back_to_any_other_image():
+    index = distractor_index(torch.zeros(6, dtype=torch.long), torch.Generator().manual_seed(0))
+    assert (index != torch.arange(6)).all()
+    with pytest.raises(ConfigError, match="at least 2 images"):
+        distractor_index(torch.tensor([3]))

@@ -11,7 +11,9 @@
 
 Augmentation is deterministic per ``(seed, epoch, index)`` (:class:`SeededDataset`): each item
 seeds torch's random generator from those three numbers, so a run resumed mid-epoch, with any number
-of loader workers, sees exactly the crops and flips of an uninterrupted run.
+of loader workers, sees exactly the crops and flips of an uninterrupted run.  The sampler hands the
+workers ``(epoch, index)`` pairs, so one training loader with persistent workers serves every epoch;
+on CUDA the loaders pin their batches for non-blocking copies.
 """
 
 from __future__ import annotations
@@ -75,13 +77,15 @@ def eval_transform(config: Config):
     return build_transforms(config.task, False, tuple(config.data.img_size), _resize(config))
 
 
-def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1) -> DataLoader:
+def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1, *,
+                pin_memory: bool = False) -> DataLoader:
     """This rank's contiguous shard of ``dataset``, in order (each image is evaluated exactly once)."""
     return DataLoader(
         dataset,
         batch_size=config.eval.batch_size,
         sampler=ShardedEvalSampler(len(dataset), rank, world_size),
         num_workers=config.data.num_workers,
+        pin_memory=pin_memory,
         generator=torch.Generator().manual_seed(0),  # else the loader draws from the global RNG, and
     )  # evaluating would change the training that follows
 
@@ -94,21 +98,29 @@ class TrainData:
     dataset: "SeededDataset"
     sampler: torch.utils.data.Sampler
     micro_batch: int  # images per forward pass on this process
+    _loader: DataLoader | None = None
 
-    def loader(self, epoch: int, skip_batches: int, config: Config, rank: int) -> DataLoader:
-        """The loader of ``epoch`` on this rank, without its first ``skip_batches`` micro-batches."""
+    def loader(self, epoch: int, skip_batches: int, config: Config, rank: int, *, pin_memory: bool = False) -> DataLoader:
+        """The loader of ``epoch`` on this rank, without its first ``skip_batches`` micro-batches.
+
+        One loader serves every epoch (its workers persist); iterate it once per call.
+        """
         self.dataset.epoch = epoch
         self.sampler.set_epoch(epoch, skip=skip_batches * self.micro_batch)
-        return DataLoader(
-            self.dataset,
-            batch_size=self.micro_batch,
-            sampler=self.sampler,
-            drop_last=True,
-            num_workers=config.data.num_workers,
-            collate_fn=collate_skipping_corrupt,
-            generator=torch.Generator().manual_seed(_mix(config.train.seed, epoch, rank)),
-            persistent_workers=False,
-        )
+        if self._loader is None:
+            workers = config.data.num_workers
+            self._loader = DataLoader(
+                self.dataset,
+                batch_size=self.micro_batch,
+                sampler=EpochIndexSampler(self.sampler),
+                drop_last=True,
+                num_workers=workers,
+                collate_fn=collate_skipping_corrupt,
+                generator=torch.Generator().manual_seed(_mix(config.train.seed, rank)),
+                persistent_workers=workers > 0,
+                pin_memory=pin_memory,
+            )
+        return self._loader
 
     def batches_per_epoch(self, epoch: int) -> int:
         self.sampler.set_epoch(epoch)
@@ -154,8 +166,9 @@ def build_train_data(config: Config, rank: int = 0, world_size: int = 1, splits:
 class SeededDataset(Dataset):
     """Items of ``dataset`` whose random augmentation is a function of ``(seed, epoch, index)``.
 
-    Set :attr:`epoch` before creating an epoch's loader (workers receive a copy of it then).
-    The caller's random state is left untouched (``torch.random.fork_rng``).
+    An item is asked for by ``(epoch, index)`` (what :class:`EpochIndexSampler` yields, so workers
+    that persist across epochs need no copy of the epoch) or by ``index`` alone, in epoch
+    :attr:`epoch`.  The caller's random state is left untouched (``torch.random.fork_rng``).
     """
 
     def __init__(self, dataset: Dataset, seed: int):
@@ -164,10 +177,25 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, self.epoch, index))
+            torch.manual_seed(_mix(self.seed, epoch, index))
             return self.dataset[index]
+
+
+class EpochIndexSampler(torch.utils.data.Sampler):
+    """``(epoch, index)`` pairs of an epoch sampler's current epoch (see :class:`SeededDataset`)."""
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        epoch = self.sampler.epoch
+        return ((epoch, index) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 def _mix(*numbers: int) -> int:

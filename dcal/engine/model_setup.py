@@ -1,8 +1,11 @@
-"""Build the DCAL model a :class:`~dcal.config.Config` describes."""
+"""Build the DCAL model a :class:`~dcal.config.Config` describes, and adapt it to the run (SyncBatchNorm)."""
 
 from __future__ import annotations
 
+import torch
+
 from dcal.config import Config
+from dcal.errors import ConfigError
 
 
 def build_model(config: Config, num_classes: int, *, pretrained=None):
@@ -26,3 +29,21 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
         drop_path_rate=m.drop_path_rate,
         **m.timm_kwargs,
     )
+
+
+def sync_batchnorm(model, config: Config, context):
+    """``model`` with its BatchNorm layers (the Re-ID BNNecks) as ``SyncBatchNorm`` when
+    ``train.sync_bn`` is on and the run is DDP on CUDA; batch statistics are then taken over the
+    micro-batches of all processes.  Elsewhere the model is returned as it is (one process: there is
+    nothing to synchronise); ``train.sync_bn`` with several processes on the CPU (gloo, which
+    ``SyncBatchNorm`` does not support) raises a :class:`~dcal.errors.ConfigError`.
+    """
+    if not config.train.sync_bn or not context.distributed:
+        return model
+    backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else None
+    if context.device.type != "cuda" or backend != "nccl":
+        raise ConfigError(
+            f"train.sync_bn=true needs DDP on CUDA with NCCL; this run has {context.world_size} processes "
+            f"on {context.device.type} (backend {backend}); set train.sync_bn=false"
+        )
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)

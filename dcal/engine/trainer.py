@@ -2,8 +2,8 @@
 
 :func:`train` builds the data, the model, the DCAL loss, the optimiser and the schedule from a
 :class:`~dcal.config.Config`, then runs epochs of optimiser steps.  Each step runs
-``train.accum_steps`` micro-batches through ``model.forward_branches`` (SA, GLCA and, with a
-derangement of the micro-batch as distractors, PWCA; Sec. 3), weighs the branch losses by
+``train.accum_steps`` micro-batches through ``model.forward_branches`` (SA, GLCA and, with
+distractors of another class or identity from the micro-batch, PWCA; Sec. 3), weighs the branch losses by
 uncertainty (Sec. 3.4), and updates the weights (AMP, gradient clipping, optional EMA).  Every
 ``train.eval_every`` epochs it evaluates, appends to ``metrics.jsonl`` and writes
 ``checkpoints/last.pt`` (and ``best.pt`` when the main metric improves); with
@@ -21,7 +21,6 @@ DistributedDataParallel, so both are averaged over processes.
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time
@@ -41,12 +40,12 @@ from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split
 from dcal.engine.distributed import DistributedContext, all_gather_objects
 from dcal.engine.evaluator import evaluate
 from dcal.engine.losses import DCALLoss
-from dcal.engine.model_setup import build_model
+from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
 from dcal.engine.param_groups import param_groups
 from dcal.engine.run_log import RunLog
 from dcal.errors import DCALError
-from dcal.model.pairing import derangement
+from dcal.model.pairing import distractor_index
 
 
 class TrainingDiverged(DCALError):
@@ -102,7 +101,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     steps_per_epoch = data.batches_per_epoch(0) // t.accum_steps
 
     # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens, loss weights).
-    model = build_model(config, splits.num_classes).to(device)
+    model = sync_batchnorm(build_model(config, splits.num_classes), config, context).to(device)
     criterion = DCALLoss.for_model(model, label_smoothing=config.loss.label_smoothing,
                                    triplet_margin=config.loss.triplet_margin).to(device)
     step_module = TrainStep(model, criterion)
@@ -165,7 +164,8 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     while epoch < t.epochs:
         # One epoch of optimiser steps, starting after the steps a resumed checkpoint already did.
         steps = data.batches_per_epoch(epoch) // t.accum_steps
-        loader = data.loader(epoch, step_in_epoch * t.accum_steps, config, context.rank)
+        loader = data.loader(epoch, step_in_epoch * t.accum_steps, config, context.rank,
+                             pin_memory=device.type == "cuda")
         model.train()
         # A live bar on a terminal only; in a log file it would be thousands of redrawn lines.
         bar = tqdm(total=steps, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
@@ -174,7 +174,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
         batches = iter(loader)
         while step_in_epoch < steps:
             started = time.perf_counter()
-            images_seen, loss_sum = 0, 0.0
+            images_seen, loss_sum = 0, torch.zeros((), device=device)
             for micro in range(t.accum_steps):
                 batch = next(batches)
                 images = batch["image"].to(device, non_blocking=True)
@@ -182,15 +182,17 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
                 pair_index = None
                 if config.model.pwca_blocks > 0:
                     generator = torch.Generator().manual_seed(_mix(t.seed, context.rank, global_step, micro))
-                    pair_index = derangement(len(images), generator=generator).to(device)
+                    pair_index = distractor_index(batch["target"], generator=generator).to(device, non_blocking=True)
                 sync = micro == t.accum_steps - 1 or not context.distributed
                 with ddp.no_sync() if not sync else nullcontext():
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=t.amp):
                         loss, parts = ddp(images, targets, pair_index)
                     scaler.scale(loss / t.accum_steps).backward()
-                loss_sum += loss.detach().float().item() / t.accum_steps
+                loss_sum += loss.detach().float() / t.accum_steps  # a tensor: no host sync per micro-batch
                 images_seen += len(images)
-            if not _finite_everywhere(loss_sum, context, device):
+            logging = (global_step + 1) % t.log_every == 0
+            loss_sum, finite, part_values = _step_values(loss_sum, parts if logging else {}, context)
+            if not finite:
                 raise TrainingDiverged(
                     f"the loss became {loss_sum} at optimiser step {global_step + 1} (epoch {epoch + 1}, "
                     f"step {step_in_epoch + 1} of {steps}); stopped. The last good checkpoint is {last_path}"
@@ -213,8 +215,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             bar.update()
             epoch_steps, epoch_images, epoch_loss = epoch_steps + 1, epoch_images + images_seen, epoch_loss + loss_sum
             if global_step % t.log_every == 0:
-                log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput,
-                                          **{k: float(v.detach()) for k, v in parts.items()}}, "train")
+                log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput, **part_values}, "train")
             if t.checkpoint_every and global_step % t.checkpoint_every == 0:
                 save(last_path)
         bar.close()
@@ -261,11 +262,11 @@ def format_metrics(task: str, metrics: dict) -> str:
             f"mINP {pct(metrics['mINP'])}  ({metrics['num_images']} images)")
 
 
-def _finite_everywhere(value: float, context: DistributedContext, device) -> bool:
-    finite = math.isfinite(value)
+def _step_values(loss: torch.Tensor, parts: dict, context: DistributedContext) -> tuple[float, bool, dict]:
+    """The step's loss, whether it is finite on every process, and ``parts`` as floats: one host sync."""
+    flag = (~torch.isfinite(loss)).float()
     if context.distributed:
-        flag = torch.tensor([0.0 if finite else 1.0], device=device)
         torch.distributed.all_reduce(flag)
-        finite = flag.item() == 0
-    return finite
+    values = torch.stack([loss, flag, *(v.detach().float() for v in parts.values())]).tolist()
+    return values[0], values[1] == 0, dict(zip(parts, values[2:]))
 
