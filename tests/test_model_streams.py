@@ -11,7 +11,7 @@ from timm.models.resnetv2 import ResNetV2
 import dcal
 from dcal.errors import ConfigError
 from dcal.model.pairing import derangement
-from dcal.model.rollout import num_selected
+from dcal.model.selection import num_selected
 
 TINY = dict(embed_dim=48, depth=3, num_heads=2)
 
@@ -67,8 +67,9 @@ def test_pwca_paired_with_itself_is_sa_and_with_others_is_not(model):
 
 
 def test_glca_is_the_last_block_on_selected_queries_with_its_own_weights(model):
-    """GLCA on (prefix + selected) queries equals the GLCA block run on all tokens, then those rows
-    taken (a block's output row depends only on its own query); its weights are not SA's."""
+    """GLCA on the selected queries equals the GLCA block run on all tokens of x_{L-1}, then those
+    rows taken (a block's output row depends only on its own query), normed and averaged; its
+    weights are not SA's."""
     x = images(model)
     captured = {}
     hook = model.backbone.blocks[-1].register_forward_pre_hook(lambda m, args: captured.update(x=args[0]))
@@ -79,7 +80,8 @@ def test_glca_is_the_last_block_on_selected_queries_with_its_own_weights(model):
     glca, prefix = model.glca, model.num_prefix_tokens
     with torch.no_grad():
         z = glca.norm(glca.block(captured["x"]))
-    expected = z[:, :2].mean(1) if prefix == 2 else z[:, 0]
+    rows = out["selected"] + prefix
+    expected = z.gather(1, rows.unsqueeze(-1).expand(-1, -1, z.shape[-1])).mean(1)
     assert torch.allclose(out["glca"]["feat"], expected, atol=1e-5, rtol=0)
 
     sa_before = out["sa"]["logits"]
@@ -172,7 +174,7 @@ def test_fgvc_inference_adds_the_two_softmaxes():
     assert torch.allclose(scores, out["sa"]["logits"].softmax(-1) + out["glca"]["logits"].softmax(-1))
 
 
-def test_reid_inference_is_normalised_concat_of_bn_features():
+def test_reid_inference_is_normalised_concat_of_features_before_the_bnneck():
     model = dcal.create_model("deit_tiny_patch16_224", 5, task="reid", img_size=(64, 32), **TINY)
     x = torch.randn(4, 3, 64, 32)
     model.train()
@@ -184,22 +186,50 @@ def test_reid_inference_is_normalised_concat_of_bn_features():
         feats = model(x)
     assert feats.shape == (4, 2 * 48)
     assert torch.allclose(feats.norm(dim=1), torch.ones(4), atol=1e-6)
-    expected = F.normalize(torch.cat([out["sa"]["bn_feat"], out["glca"]["bn_feat"]], 1), dim=1)
+    expected = F.normalize(torch.cat([out["sa"]["feat"], out["glca"]["feat"]], 1), dim=1)
     assert torch.allclose(feats, expected, atol=1e-6)
     assert not model.sa_head.bn.bias.requires_grad
+    # neck_feat="after": the same weights read after the BatchNorms
+    after = dcal.create_model("deit_tiny_patch16_224", 5, task="reid", img_size=(64, 32), neck_feat="after", **TINY)
+    after.load_state_dict(model.state_dict())
+    after.eval()
+    with torch.no_grad():
+        expected_after = F.normalize(torch.cat([out["sa"]["bn_feat"], out["glca"]["bn_feat"]], 1), dim=1)
+        assert torch.allclose(after(x), expected_after, atol=1e-6)
+    assert (expected_after - feats).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="neck_feat"):
+        dcal.create_model("deit_tiny_patch16_224", 5, task="reid", img_size=(64, 32), neck_feat="middle", **TINY)
 
 
-def test_bfloat16_autocast_forward_and_backward():
+def test_bfloat16_autocast_forward_and_backward_close_to_float32():
+    torch.manual_seed(0)
     model = dcal.create_model("deit_tiny_distilled_patch16_224", 3, img_size=(64, 32), **TINY).train()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(torch.randn(4, 3, 64, 32), derangement(4))
-        loss = sum(out[b]["logits"].float().logsumexp(-1).mean() for b in ("sa", "glca", "pwca"))
-    loss.backward()
-    assert torch.isfinite(loss)
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.glca.parameters())
+    x, pairs = torch.randn(4, 3, 64, 32), derangement(4)
+    selected = model.eval().forward_branches(x)["selected"]  # the same queries in both precisions
+    model.train()
+
+    def run(bf16):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model.forward_branches(x, pair_index=pairs, selected=selected)
+            loss = sum(out[b]["logits"].float().logsumexp(-1).mean() for b in ("sa", "glca", "pwca"))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    torch.manual_seed(1)
+    loss32, grads32 = run(False)
+    torch.manual_seed(1)  # the same stochastic-depth draws
+    loss16, grads16 = run(True)
+    assert torch.isfinite(loss16)
+    assert abs(loss16 - loss32) < 2e-2 * abs(loss32)
+    for name in ("glca.block.attn.qkv.weight", "backbone.blocks.0.mlp.fc1.weight", "sa_head.fc.weight"):
+        g32, g16 = grads32[name], grads16[name]
+        assert torch.isfinite(g16).all()
+        assert (g16 - g32).norm() <= 0.1 * g32.norm(), name
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert torch.isfinite(model(torch.randn(2, 3, 64, 32)).float()).all()
+        scores16 = model(torch.randn(2, 3, 64, 32)).float()
+    assert torch.isfinite(scores16).all()
 
 
 def test_average_pooling_backbone_reads_like_timm():

@@ -20,8 +20,11 @@ def create_model(
     img_size: Optional[Union[int, tuple[int, int]]] = None,
     pretrained: Union[bool, str, os.PathLike] = False,
     glca_ratio: Optional[float] = None,
-    pwca_blocks: Optional[int] = 12,
+    pwca_blocks: Optional[int] = None,
     glca: bool = True,
+    glca_readout: str = "local",
+    glca_selection: str = "rollout",
+    neck_feat: str = "before",
     **timm_kwargs,
 ) -> DCAL:
     """Build a :class:`~dcal.model.dcal_model.DCAL` model on the timm backbone ``backbone``.
@@ -35,13 +38,22 @@ def create_model(
             the backbone's default.  Pretrained position embeddings are resampled to it.
         pretrained: ``False``; ``True`` for timm's hub weights of ``backbone`` (needs the network);
             or a path to a ``.safetensors``, ``.pth``/``.pt`` or big_vision ``.npz`` file.
-        glca_ratio: R, the share of patches GLCA attends from; ``None`` is 0.1 for FGVC and 0.3
-            for Re-ID (paper §4).
-        pwca_blocks: T, the number of leading blocks with pair-wise cross-attention (paper: T = 12
-            = every block of a 12-block ViT).  T is capped at the backbone's depth, so the default
-            12 (or ``None``) means every block of any backbone, e.g. all 6 with ``depth=6``; 0 turns
-            PWCA off.  Blocks after the first T run as plain self-attention in the PWCA stream.
+        glca_ratio: R, the share of patches GLCA queries; ``None`` is the paper's
+            (:data:`~dcal.model.dcal_model.GLCA_RATIO`: 0.1 for FGVC, 0.3 for Re-ID).
+        pwca_blocks: T, the number of leading blocks with pair-wise cross-attention; ``None`` is
+            the paper's T = 12 (:data:`~dcal.model.dcal_model.PWCA_BLOCKS`).  T is capped at the
+            backbone's depth, so ``None`` means every block of any backbone, e.g. all 6 with
+            ``depth=6``; 0 turns PWCA off.  Blocks after the first T run as plain self-attention
+            in the PWCA stream.
         glca: ``False`` turns GLCA off (the baseline is ``glca=False, pwca_blocks=0``).
+        glca_readout: ``"local"`` (the method): GLCA's queries are the selected patches and its
+            feature is their mean after its final norm; ``"cls"``: the prefix tokens join the
+            queries and the class token is read out, which makes GLCA ignore the selection (kept
+            for comparison, see :mod:`dcal.model.glca`).
+        glca_selection: ``"rollout"`` (the method), ``"last"`` (the last block's class-token
+            attention alone) or ``"random"`` (:mod:`dcal.model.selection`).
+        neck_feat: Re-ID inference feature before (``"before"``, as TransReID tests) or after
+            (``"after"``) the BNNecks.
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``embed_dim=96, depth=6``,
             ``drop_path_rate=0.1``).
     """
@@ -62,5 +74,6 @@ def create_model(
     if pretrained not in (False, True, None):
         load_weights(vit, pretrained)
     return DCAL(
-        vit, num_classes, task=task, glca_ratio=glca_ratio, pwca_blocks=pwca_blocks, glca=glca, name=backbone
+        vit, num_classes, task=task, glca_ratio=glca_ratio, pwca_blocks=pwca_blocks, glca=glca,
+        glca_readout=glca_readout, glca_selection=glca_selection, neck_feat=neck_feat, name=backbone,
     )

@@ -1,4 +1,4 @@
-"""Pair-wise cross-attention (PWCA), paper §3.3, Eq. 5.
+"""Pair-wise cross-attention (PWCA), paper §3.3, Eq. 5: one block of the PWCA stream.
 
 An image I1's PWCA stream is computed with the SA blocks' own weights; at each of the first T
 blocks its queries attend, with one softmax, over the concatenation of its own keys/values and
@@ -6,15 +6,18 @@ those of its distractor I2 *in the SA stream at the same block*:
 ``softmax(q_p [k_p ; k_SA(I2)]ᵀ/√d) [v_p ; v_SA(I2)]``.  Distractors are other images of the
 batch, so their SA keys and values already exist and are reused (gradient included: this equals
 running I2 through the shared SA weights again, at no extra cost).  Pairing an image with itself
-duplicates every key, which leaves the softmax — and so the output — equal to SA's.
+duplicates every key, which leaves the softmax — and so the output — equal to SA's.  Blocks after
+the first T run as plain self-attention with the same weights.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from timm.models.vision_transformer import Block
 
-from dcal.model.attention import Heads, attend
+from dcal.model.attention import Heads, attend, block_heads, block_output
 
 
 def pair_wise_attention(
@@ -28,3 +31,16 @@ def pair_wise_attention(
     keys = torch.cat([own.k, sa_keys.index_select(0, pair_index)], dim=2)
     values = torch.cat([own.v, sa_values.index_select(0, pair_index)], dim=2)
     return attend(block, own.q, keys, values)
+
+
+def pwca_block(block: Block, tokens: torch.Tensor, sa_heads: Heads, pair_index: torch.Tensor,
+               cross: bool, queries: Optional[int] = None) -> torch.Tensor:
+    """The PWCA stream's tokens after ``block``: pair-wise attention with the SA stream's keys and
+    values of the distractors when ``cross`` (the first T blocks), else plain self-attention.
+    ``queries`` limits the output rows to the first tokens, as for the SA stream's last block."""
+    own = block_heads(block, tokens, queries)
+    if cross:
+        attended = pair_wise_attention(block, own, sa_heads.k, sa_heads.v, pair_index)
+    else:
+        attended = attend(block, own.q, own.k, own.v)
+    return block_output(block, tokens[:, :queries], own.h, attended)

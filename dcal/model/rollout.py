@@ -32,15 +32,3 @@ def class_token_rollout(
         row = r.unsqueeze(1)
         r = torch.baddbmm(row, row, lower_maps[index].float(), beta=0.5, alpha=half_mean).squeeze(1)
     return r
-
-
-def num_selected(num_patches: int, ratio: float) -> int:
-    """k = max(1, round(R·N)) patch tokens for GLCA (R = 0.1 FGVC, 0.3 Re-ID; paper §4)."""
-    return max(1, round(ratio * num_patches))
-
-
-@torch.no_grad()
-def select_top(patch_rollout: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Indices (B, k) of the k patches with the largest rollout, highest first."""
-    k = num_selected(patch_rollout.shape[1], ratio)
-    return patch_rollout.topk(k, dim=1).indices
