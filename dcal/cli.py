@@ -22,6 +22,7 @@ COMMANDS = {
     "visualize": ("dcal.commands.visualize", "draw attention rollout and GLCA selections over images"),
     "predict": ("dcal.commands.predict", "top-k classes for images"),
     "extract": ("dcal.commands.extract", "write features with identities, cameras and paths"),
+    "search": ("dcal.commands.search", "rank a gallery (folder or extracted .npz) by similarity to query images"),
     "export": ("dcal.commands.export", "export the inference model (SA + GLCA) to ONNX"),
 }
 

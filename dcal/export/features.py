@@ -94,14 +94,10 @@ def extract_features(model, dataset, *, batch_size: int = 64, num_workers: int =
     task = model.task
     feats, scores = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
-        images = batch["image"].to(device)
-        if task == "reid":
-            feats.append(model(images).float().cpu())
-            continue
-        out = model.forward_branches(images)
-        branches = [b for b in ("sa", "glca") if b in out]
-        feats.append(torch.cat([out[b]["feat"] for b in branches], dim=1).float().cpu())
-        scores.append((sum(out[b]["logits"].float().softmax(1) for b in branches) / len(branches)).cpu())
+        batch_feats, batch_scores = batch_features(model, batch["image"].to(device))
+        feats.append(batch_feats)
+        if batch_scores is not None:
+            scores.append(batch_scores)
     records = dataset.records
     if task == "reid":
         labels = np.array([r.original_pid for r in records], dtype=np.int64)
@@ -117,6 +113,18 @@ def extract_features(model, dataset, *, batch_size: int = 64, num_workers: int =
         scores=torch.cat(scores).numpy() if scores else None,
         metadata={"task": task, "feature": FEATURE_DESCRIPTIONS[task], **(metadata or {})},
     )
+
+
+@torch.no_grad()
+def batch_features(model, images: torch.Tensor):
+    """``(features, scores)`` of one batch on the CPU, as described in the module docstring;
+    ``scores`` is ``None`` for Re-ID.  ``model`` must be in eval mode."""
+    if model.task == "reid":
+        return model(images).float().cpu(), None
+    out = model.forward_branches(images)
+    branches = [b for b in ("sa", "glca") if b in out]
+    feats = torch.cat([out[b]["feat"] for b in branches], dim=1).float().cpu()
+    return feats, (sum(out[b]["logits"].float().softmax(1) for b in branches) / len(branches)).cpu()
 
 
 def euclidean_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:

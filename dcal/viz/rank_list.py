@@ -17,6 +17,7 @@ from dcal.viz.figure_grid import BACKGROUND, TEXT, caption_font
 QUERY_COLOR = (40, 90, 220)
 MATCH_COLOR = (30, 160, 60)
 MISTAKE_COLOR = (220, 40, 40)
+UNKNOWN_COLOR = (150, 150, 150)  # no identity to compare with (dcal search on unlabelled images)
 BORDER = 4
 LABEL_HEIGHT = 30
 GAP = 6
@@ -54,7 +55,7 @@ def _tile(image: Image.Image, size: Sequence[int], color, lines: Sequence[str]) 
 def rank_list_row(
     query: Image.Image,
     gallery: Sequence[Image.Image],
-    matches: Sequence[bool],
+    matches: Sequence[Optional[bool]],
     *,
     tile_size: Sequence[int] = (64, 128),
     query_lines: Sequence[str] = ("query",),
@@ -63,7 +64,8 @@ def rank_list_row(
     """One query and its ranked gallery images, left to right.
 
     The query is framed blue, then after a wider gap each gallery image is framed green when
-    ``matches[i]`` (same identity) and red otherwise; ``tile_size`` is each image's ``(width,
+    ``matches[i]`` (same identity), red when it is false and grey when it is ``None`` (unknown);
+    ``tile_size`` is each image's ``(width,
     height)``, ``query_lines``/``gallery_lines[i]`` the (at most two) text lines under each tile.
     The row is ``(1 + k) * (width + 2 * BORDER) + (k + 2) * GAP`` wide and
     ``height + 2 * BORDER + LABEL_HEIGHT`` high for k gallery images.
@@ -73,7 +75,7 @@ def rank_list_row(
     gallery_lines = gallery_lines or [()] * len(gallery)
     tiles = [_tile(query, tile_size, QUERY_COLOR, query_lines)]
     tiles += [
-        _tile(image, tile_size, MATCH_COLOR if match else MISTAKE_COLOR, lines)
+        _tile(image, tile_size, UNKNOWN_COLOR if match is None else MATCH_COLOR if match else MISTAKE_COLOR, lines)
         for image, match, lines in zip(gallery, matches, gallery_lines)
     ]
     tile_w, tile_h = tiles[0].size
