@@ -40,7 +40,7 @@ class PairwiseDistance:
         queries = queries.to(self.gallery.dtype)
         if self.metric == "cosine":
             queries = torch.nn.functional.normalize(queries, dim=1)
-            ones = torch.ones((), dtype=queries.dtype)
+            ones = torch.ones((), dtype=queries.dtype, device=queries.device)
             return torch.addmm(ones, queries, self.gallery.T, alpha=-1, out=out)
         query_sq = queries.pow(2).sum(dim=1, keepdim=True)
         return torch.add(query_sq, self.gallery_sq, out=out).addmm_(queries, self.gallery.T, beta=1, alpha=-2)

@@ -37,6 +37,7 @@ from dcal.evaluation.reid_metrics import (
     EvaluationError,
     as_features,
     check_features,
+    memory_budget,
     resolve_chunk_size,
 )
 
@@ -45,26 +46,29 @@ SPARSE_BATCH = 2**22
 
 
 def re_ranking(
-    qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean"
+    qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean", device=None
 ) -> np.ndarray:
     """The re-ranked (Q × G) distance matrix as one float32 array (see :func:`re_ranking_chunks`).
 
     It takes ``4·Q·G`` bytes (3.8 GB at MSMT17 size); to evaluate without holding it, pass
     :func:`re_ranking_chunks` to :func:`dcal.evaluation.reid_metrics_from_distances`.
     """
-    chunks = re_ranking_chunks(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric)
-    return torch.cat(list(chunks)).numpy()
+    chunks = re_ranking_chunks(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric, device=device)
+    return torch.cat([chunk.cpu() for chunk in chunks]).numpy()
 
 
 def re_ranking_chunks(
-    qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean", chunk_size=None
+    qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, metric: str = "euclidean", chunk_size=None,
+    device=None,
 ) -> Iterator[torch.Tensor]:
     """Yield the re-ranked query × gallery distances as consecutive row chunks (float32 tensors).
 
     ``qf`` (Q × D) and ``gf`` (G × D) are features (torch or numpy); ``metric`` is the original
     distance (``"euclidean"``: squared Euclidean, as in the authors' code; ``"cosine"``). ``k1``,
     ``k2`` and ``lambda_value`` are the paper's k1, k2 and λ (defaults 20, 6, 0.3, as published).
-    Chunks hold ``chunk_size`` queries (default: as many as fit :data:`MEMORY_BUDGET`).
+    Chunks hold ``chunk_size`` queries (default: as many as fit
+    :func:`~dcal.evaluation.reid_metrics.memory_budget`).  ``device`` (default: the CPU) is where
+    everything is computed and the chunks are yielded, e.g. the model's CUDA device.
     """
     if metric not in METRICS:
         raise EvaluationError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -73,38 +77,41 @@ def re_ranking_chunks(
             raise EvaluationError(f"{name} must be a positive integer, got {value!r}")
     if not 0 <= lambda_value <= 1:
         raise EvaluationError(f"lambda_value must be in [0, 1], got {lambda_value!r}")
-    qf, gf = as_features("qf", qf), as_features("gf", gf)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    qf, gf = as_features("qf", qf).to(device), as_features("gf", gf).to(device)
     check_features(qf, gf)
     num_query, num_gallery = len(qf), len(gf)
     num_all = num_query + num_gallery
     if k1 + 1 > num_all or k2 > num_all:
         raise EvaluationError(f"k1 + 1 ({k1 + 1}) and k2 ({k2}) must not exceed the {num_all} images")
-    features = torch.cat([qf, gf.to(qf.dtype)])
-    distance = PairwiseDistance(features, metric)
-
-    neighbours, row_max = _nearest_neighbours(features, distance, k1 + 1)
-    encoding = _encoding(distance, neighbours, row_max, k1)
-    if k2 != 1:
-        encoding = _query_expansion(encoding, neighbours[:, :k2])
-    inverted = _inverted_index(encoding, num_query)
-
-    gallery_distance = PairwiseDistance(gf.to(qf.dtype), metric)
-    step = resolve_chunk_size(chunk_size, num_gallery, bytes_per_pair=12)
+    budget = memory_budget(device)
+    with device:  # every tensor made below lives on the device (left before each yield)
+        features = torch.cat([qf, gf.to(qf.dtype)])
+        distance = PairwiseDistance(features, metric)
+        neighbours, row_max = _nearest_neighbours(features, distance, k1 + 1, budget)
+        encoding = _encoding(distance, neighbours, row_max, k1)
+        if k2 != 1:
+            encoding = _query_expansion(encoding, neighbours[:, :k2])
+        inverted = _inverted_index(encoding, num_query)
+        gallery_distance = PairwiseDistance(gf.to(qf.dtype), metric)
+    step = resolve_chunk_size(chunk_size, num_gallery, bytes_per_pair=12, budget=budget)
     for start in range(0, num_query, step):
         stop = min(start + step, num_query)
-        overlap = _min_overlap(encoding, inverted, start, stop, num_gallery)
-        jaccard = 1 - overlap / (2 - overlap)
-        original = gallery_distance(qf[start:stop]) / row_max[start:stop, None]
-        yield jaccard.mul_(1 - lambda_value).add_(original.to(jaccard.dtype), alpha=lambda_value)
+        with device:
+            overlap = _min_overlap(encoding, inverted, start, stop, num_gallery)
+            jaccard = 1 - overlap / (2 - overlap)
+            original = gallery_distance(qf[start:stop]) / row_max[start:stop, None]
+            chunk = jaccard.mul_(1 - lambda_value).add_(original.to(jaccard.dtype), alpha=lambda_value)
+        yield chunk
 
 
 def _nearest_neighbours(
-    features: torch.Tensor, distance: PairwiseDistance, k: int
+    features: torch.Tensor, distance: PairwiseDistance, k: int, budget: int = MEMORY_BUDGET
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's ``k`` nearest images (itself first, ordered by distance then index), and the
     largest distance to it from any image (the authors' column maximum)."""
     num_all = len(features)
-    step = max(1, MEMORY_BUDGET // (8 * num_all))
+    step = max(1, budget // (8 * num_all))
     buffer = torch.empty(min(step, num_all), num_all, dtype=features.dtype)
     neighbours = torch.empty(num_all, k, dtype=torch.int64)
     column_max = torch.full((num_all,), -float("inf"), dtype=features.dtype)

@@ -52,11 +52,12 @@ class EvaluationError(DCALError):
     """Inputs to an evaluation are inconsistent (lengths, shapes, empty sets, NaN distances)."""
 
 
-def _as_tensor(name: str, array, ndim: int) -> torch.Tensor:
+def _as_tensor(name: str, array, ndim: int, device=None) -> torch.Tensor:
+    """``array`` as a tensor on ``device`` (default: the CPU)."""
     if isinstance(array, torch.Tensor):
-        tensor = array.detach().cpu()
+        tensor = array.detach().to(device or "cpu")
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(np.asarray(array)))
+        tensor = torch.from_numpy(np.ascontiguousarray(np.asarray(array))).to(device or "cpu")
     if tensor.ndim != ndim:
         raise EvaluationError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}")
     return tensor
@@ -106,9 +107,11 @@ class RankingAccumulator:
     query has been added.
     """
 
-    def __init__(self, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50):
-        self.q_pids, self.g_pids = _labels("q_pids", q_pids), _labels("g_pids", g_pids)
-        self.q_camids, self.g_camids = _labels("q_camids", q_camids), _labels("g_camids", g_camids)
+    def __init__(self, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50, device=None):
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.q_pids, self.g_pids = _labels("q_pids", q_pids).to(self.device), _labels("g_pids", g_pids).to(self.device)
+        self.q_camids = _labels("q_camids", q_camids).to(self.device)
+        self.g_camids = _labels("g_camids", g_camids).to(self.device)
         _check_lengths(q_pids=len(self.q_pids), q_camids=len(self.q_camids))
         _check_lengths(g_pids=len(self.g_pids), g_camids=len(self.g_camids))
         if len(self.q_pids) == 0:
@@ -134,7 +137,7 @@ class RankingAccumulator:
         size = int(np.prod(shape))
         buffer = self.buffers.get(name)
         if buffer is None or buffer.numel() < size or buffer.dtype != dtype:
-            buffer = self.buffers[name] = torch.empty(size, dtype=dtype)
+            buffer = self.buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
         return buffer[:size].view(shape)
 
     def add(self, start: int, distances: torch.Tensor) -> None:
@@ -152,7 +155,11 @@ class RankingAccumulator:
         self.added[start : start + num_rows] = True
         if not distances.dtype.is_floating_point:
             distances = distances.to(torch.float64)
-        distances = distances.contiguous()
+        distances = distances.to(self.device).contiguous()
+        if self.device.type != "cpu":  # the whole chunk at once, every new tensor on the device
+            with self.device:
+                self._add_rows(0, start, distances)
+            return
         # One block of rows per core, each ranked single-threaded: the passes below are many
         # short operations, and on a busy machine their thread barriers cost more than they save.
         intra_op_threads = torch.get_num_threads()
@@ -266,9 +273,9 @@ class RankingAccumulator:
         hardest = position.gather(1, (num_matches - 1).clamp(min=0)[:, None])[:, 0]
         inp = num_matches / (hardest.to(torch.float64) + 1)
         chunk = slice(start, start + num_rows)
-        self.ap[chunk] = ap.numpy()
-        self.inp[chunk] = inp.numpy()
-        self.first[chunk] = torch.where(valid, position[:, 0], -1).numpy()
+        self.ap[chunk] = ap.cpu().numpy()
+        self.inp[chunk] = inp.cpu().numpy()
+        self.first[chunk] = torch.where(valid, position[:, 0], -1).cpu().numpy()
 
     def result(self) -> dict:
         """``{"mAP": float, "mINP": float, "cmc": ndarray(max_rank)}`` over the valid queries."""
@@ -316,14 +323,17 @@ class _Binning:
 
 
 def reid_metrics(
-    qf, gf, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50, metric: str = "euclidean", chunk_size=None
+    qf, gf, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50, metric: str = "euclidean", chunk_size=None,
+    device=None,
 ) -> dict:
     """CMC, mAP and mINP of ranking the gallery for every query (Market-1501 protocol).
 
     ``qf`` (Q × D) and ``gf`` (G × D) are features (torch tensors or numpy arrays); ``metric`` is
     ``"euclidean"`` (squared Euclidean distance of the features as given) or ``"cosine"``
     (1 − cosine similarity). Queries are evaluated ``chunk_size`` at a time — by default as many
-    as fit :data:`MEMORY_BUDGET` — so memory is the features plus one chunk, whatever Q.
+    as fit :func:`memory_budget` — so memory is the features plus one chunk, whatever Q.
+    ``device`` (default: the CPU) is where distances and ranking are computed, e.g. the model's
+    CUDA device; the numbers are those of the CPU for the same distances.
 
     Returns ``{"mAP": float, "mINP": float, "cmc": ndarray of length max_rank,
     "num_valid_queries": int}``; ``cmc[k]`` is the share of valid queries whose first true match
@@ -335,10 +345,11 @@ def reid_metrics(
     _check_lengths(qf=len(qf), q_pids=len(q_pids), q_camids=len(q_camids))
     _check_lengths(gf=len(gf), g_pids=len(g_pids), g_camids=len(g_camids))
     check_features(qf, gf)
-    accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+    accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, device=device)
+    qf, gf = qf.to(accumulator.device), gf.to(accumulator.device)
     distance = PairwiseDistance(gf, metric)
-    step = resolve_chunk_size(chunk_size, len(gf))
-    buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype)
+    step = resolve_chunk_size(chunk_size, len(gf), budget=memory_budget(accumulator.device))
+    buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype, device=accumulator.device)
     for start in range(0, len(qf), step):
         queries = qf[start : start + step]
         accumulator.add(start, distance(queries, out=buffer[: len(queries)]))
@@ -346,35 +357,47 @@ def reid_metrics(
 
 
 def reid_metrics_from_distances(
-    distances, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50, chunk_size=None
+    distances, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50, chunk_size=None, device=None
 ) -> dict:
     """The metrics of :func:`reid_metrics` for given distances (smaller = more similar).
 
     ``distances`` is either a whole (Q × G) matrix (torch tensor or numpy array), evaluated
     ``chunk_size`` rows at a time, or an iterable of row chunks of one in query order — each a
     (rows × G) tensor or array, e.g. what :func:`dcal.evaluation.re_ranking_chunks` yields — so a
-    matrix that would not fit in memory can be evaluated as it is produced.
+    matrix that would not fit in memory can be evaluated as it is produced.  ``device`` (default:
+    the CPU) is where the ranking is computed; chunks are moved there as they come.
     """
-    accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank)
+    accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, device=device)
     if isinstance(distances, (torch.Tensor, np.ndarray)):
-        matrix = _as_tensor("distances", distances, 2)
+        matrix = _as_tensor("distances", distances, 2, distances.device if isinstance(distances, torch.Tensor) else None)
         _check_lengths(**{"distances rows": len(matrix), "q_pids": len(accumulator.q_pids)})
-        step = resolve_chunk_size(chunk_size, matrix.shape[1])
+        step = resolve_chunk_size(chunk_size, matrix.shape[1], budget=memory_budget(accumulator.device))
         chunks: Iterable = (matrix[start : start + step] for start in range(0, len(matrix), step))
     else:
         chunks = distances
     start = 0
     for chunk in chunks:
-        chunk = _as_tensor(f"distance chunk at row {start}", chunk, 2)
+        chunk = _as_tensor(f"distance chunk at row {start}", chunk, 2, accumulator.device)
         accumulator.add(start, chunk)
         start += len(chunk)
     return accumulator.result()
 
 
-def resolve_chunk_size(chunk_size, num_gallery: int, bytes_per_pair: int = BYTES_PER_PAIR) -> int:
-    """``chunk_size`` checked, or if None the number of queries whose pairs fit :data:`MEMORY_BUDGET`."""
+def memory_budget(device=None) -> int:
+    """Bytes one query chunk may use on ``device``: :data:`MEMORY_BUDGET` on the CPU; on CUDA a third
+    of the memory the device has free now (``torch.cuda.mem_get_info``), at least 64 MiB."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(free // 3, 64 * 2**20)
+    return MEMORY_BUDGET
+
+
+def resolve_chunk_size(chunk_size, num_gallery: int, bytes_per_pair: int = BYTES_PER_PAIR,
+                       budget: int = MEMORY_BUDGET) -> int:
+    """``chunk_size`` checked, or if None the number of queries whose pairs fit ``budget`` bytes."""
     if chunk_size is None:
-        return max(1, MEMORY_BUDGET // (bytes_per_pair * max(1, num_gallery)))
+        return max(1, budget // (bytes_per_pair * max(1, num_gallery)))
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise EvaluationError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return int(chunk_size)
