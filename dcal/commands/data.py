@@ -53,12 +53,20 @@ def run(args) -> int:
         print(f"  training split: {data.train_split}; {data.num_classes} classes")
     else:
         print(f"  {data.num_classes} training identities")
+        from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, has_cameras
+        from dcal.evaluation.vehicleid_protocol import NUM_DRAWS
+
+        if data.reid_protocol == "gallery_draws":
+            print(f"  evaluation: {NUM_DRAWS} galleries of one image per identity drawn from test "
+                  "(query and gallery above are the first draw)")
+        if not has_cameras([r.camid for split in data.eval_splits for r in data.splits[split]]):
+            print(f"  {NO_CAMERA_NOTE}")
     if data.mismatches:
         print("differences from the expected sizes:")
         for message in data.mismatches:
             print(f"  {message}")
     elif synthetic_sizes(data.root) is not None:
         print(f"all counts match the sizes declared in {SYNTHETIC_MARKER} (a synthetic set)")
-    elif data.name not in ("image_folder", "reid_list"):
+    elif data.name not in ("image_folder", "reid_list", "reid_folder"):
         print("all counts match the official sizes")
     return 0

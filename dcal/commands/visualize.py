@@ -96,7 +96,7 @@ def _attention(trained, args, out) -> list:
         if trained.task == "fgvc":
             captions = [f"true: {trained.class_name(r.label)}," for r in records]
         else:
-            captions = [f"id {r.original_pid} c{r.camid + 1}" for r in records]
+            captions = [f"id {r.original_pid}" + (f" c{r.camid + 1}" if r.camid >= 0 else "") for r in records]
         boxes = [getattr(r, "bbox", None) for r in records]
     else:
         paths = image_paths(args.images)

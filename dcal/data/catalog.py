@@ -6,12 +6,17 @@ name               task    layout (see each module's docstring)                 
 ``cub200``         fgvc    CUB-200-2011 (also the synthetic FGVC demo)                     —
 ``stanford_cars``  fgvc    devkit layout or ``car_ims/`` + ``cars_annos.mat``              —
 ``aircraft``       fgvc    FGVC-Aircraft ``data/``                                         ``level``, ``train_split``
+``nabirds``        fgvc    NABirds (``images/``, ``images.txt``, ...)                      —
+``stanford_dogs``  fgvc    Stanford Dogs ``Images/``, ``Annotation/``, ``*_list.mat``      —
 ``image_folder``   fgvc    ``train|val|test/<class>/<image>``                              —
 ``market1501``     reid    Market-1501 (also the synthetic Re-ID demo)                     —
 ``dukemtmc``       reid    DukeMTMC-reID                                                   —
 ``msmt17``         reid    MSMT17 V1 or V2                                                 ``include_val``
 ``veri776``        reid    VeRi-776                                                        —
-``reid_list``      reid    ``train.txt``, ``query.txt``, ``gallery.txt``                   —
+``vehicleid``      reid    VehicleID ``image/``, ``train_test_split/`` (no cameras)        ``test_size``
+``cuhk03``         reid    CUHK03-NP ``detected/``, ``labeled/``                           ``variant``
+``reid_list``      reid    ``train.txt``, ``query.txt``, ``gallery.txt`` (camid optional)  —
+``reid_folder``    reid    ``train|query|gallery/<identity>/<image>`` (no cameras)         —
 =================  ======  ==============================================================  ===========================
 """
 
@@ -27,12 +32,17 @@ DATASETS = {
     "cub200": ("dcal.data.cub200", "fgvc"),
     "stanford_cars": ("dcal.data.stanford_cars", "fgvc"),
     "aircraft": ("dcal.data.aircraft", "fgvc"),
+    "nabirds": ("dcal.data.nabirds", "fgvc"),
+    "stanford_dogs": ("dcal.data.stanford_dogs", "fgvc"),
     "image_folder": ("dcal.data.image_folder", "fgvc"),
     "market1501": ("dcal.data.market1501", "reid"),
     "dukemtmc": ("dcal.data.dukemtmc", "reid"),
     "msmt17": ("dcal.data.msmt17", "reid"),
     "veri776": ("dcal.data.veri776", "reid"),
+    "vehicleid": ("dcal.data.vehicleid", "reid"),
+    "cuhk03": ("dcal.data.cuhk03", "reid"),
     "reid_list": ("dcal.data.reid_list", "reid"),
+    "reid_folder": ("dcal.data.reid_folder", "reid"),
 }
 
 

@@ -42,7 +42,10 @@ class ReIDRecord:
     - ``pid``: the identity used by the code. In the training split it is relabelled to
       0..num_ids-1 (sorted original ids, as torchreid's ``relabel=True``) so it is the classifier
       target; in query and gallery it equals ``original_pid`` (0 = Market-1501 distractor).
-    - ``camid``: 0-based camera index (the camera number in the file name minus 1, as torchreid).
+    - ``camid``: 0-based camera index (the camera number in the file name minus 1, as torchreid),
+      or :data:`NO_CAMERA` where the dataset has no camera ids (VehicleID, a ``reid_list`` without a
+      camera column, ``reid_folder``); evaluation then leaves out only each query's own image
+      (:mod:`dcal.evaluation.camera_filter`).
     - ``original_pid``: the identity exactly as the dataset writes it.
     """
 
@@ -51,6 +54,9 @@ class ReIDRecord:
     camid: int
     original_pid: int
 
+
+#: ``ReIDRecord.camid`` of an image whose camera is not known.
+NO_CAMERA = -1
 
 Record = Union[FGVCRecord, ReIDRecord]
 
@@ -69,6 +75,9 @@ class DatasetSplits:
     - ``num_classes``: FGVC classes, or the number of Re-ID training identities.
     - ``mismatches``: human-readable differences from the official split sizes (each was also
       issued as a :class:`SplitSizeWarning`).
+    - ``reid_protocol``: how Re-ID is evaluated: ``"fixed"``, the ``query`` split against the
+      ``gallery`` split; ``"gallery_draws"`` (VehicleID), galleries of one random image per identity
+      drawn repeatedly from the ``test`` split (:mod:`dcal.evaluation.vehicleid_protocol`).
     """
 
     name: str
@@ -79,6 +88,7 @@ class DatasetSplits:
     class_names: Optional[list] = None
     train_split: str = "train"
     mismatches: list = field(default_factory=list)
+    reid_protocol: str = "fixed"
 
     @property
     def train(self) -> list:
@@ -87,5 +97,6 @@ class DatasetSplits:
 
     @property
     def eval_splits(self) -> tuple:
-        """The split names evaluation reads: ``("test",)`` for FGVC, ``("query", "gallery")`` for Re-ID."""
-        return ("test",) if self.task == "fgvc" else ("query", "gallery")
+        """The split names evaluation reads: ``("test",)`` for FGVC and for Re-ID with gallery draws,
+        ``("query", "gallery")`` for other Re-ID sets."""
+        return ("test",) if self.task == "fgvc" or self.reid_protocol == "gallery_draws" else ("query", "gallery")

@@ -4,6 +4,11 @@ Layout: ``train.txt``, ``query.txt``, ``gallery.txt`` in the root, one image a l
 ``<path> <pid> <camid>`` separated by whitespace, the path relative to the root (or absolute),
 ``pid`` any integer identity (−1 = junk, dropped; relabelled to 0..n-1 for training), ``camid`` a
 0-based camera index.  There are no official sizes to check.
+
+Without camera ids, lines are ``<path> <pid>`` (in all three files alike): records get ``camid`` =
+``NO_CAMERA`` and evaluation leaves out only each query's own image — query and gallery may then
+list the same images (:mod:`dcal.evaluation.camera_filter`).  The first line decides: it has
+a camera column when its last two fields are integers.
 """
 
 from __future__ import annotations
@@ -11,31 +16,50 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcal.data.layout import find_root, read_lines, require_files
-from dcal.data.records import DatasetSplits
+from dcal.data.records import NO_CAMERA, DatasetSplits
 from dcal.data.reid_splits import build_reid_splits
 from dcal.errors import DatasetError
 
 DATASET = "reid_list"
-LAYOUT = "train.txt, query.txt, gallery.txt with lines '<path relative to the root> <pid> <camid>'"
+LAYOUT = ("train.txt, query.txt, gallery.txt with lines '<path relative to the root> <pid> <camid>' "
+          "(or '<path> <pid>' without camera ids)")
 
 
-def read_list(list_path: Path, root: Path) -> list[tuple[str, int, int]]:
-    """``(path, pid, camid)`` per line, junk (pid −1) dropped."""
+def _has_camera_column(line: str) -> bool:
+    """Whether a line ends in two integers (``<path> <pid> <camid>``)."""
+    fields = line.rsplit(maxsplit=2)
+    return len(fields) == 3 and all(_is_int(f) for f in fields[1:])
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_list(list_path: Path, root: Path, cameras: bool = True) -> list[tuple[str, int, int]]:
+    """``(path, pid, camid)`` per line (``camid`` = ``NO_CAMERA`` if not ``cameras``), junk (pid −1) dropped."""
+    form = "<path> <pid> <camid>" if cameras else "<path> <pid>"
     entries = []
     for number, line in enumerate(read_lines(list_path, DATASET, LAYOUT), start=1):
-        fields = line.rsplit(maxsplit=2)
-        try:
-            path, pid, camid = root / fields[0], int(fields[1]), int(fields[2])
-        except (IndexError, ValueError):
-            raise DatasetError(f"{DATASET}: line {number} of {list_path} ('{line}') is not '<path> <pid> <camid>'") from None
+        fields = line.rsplit(maxsplit=2 if cameras else 1)
+        if cameras != _has_camera_column(line) or not all(_is_int(f) for f in fields[1:]) or len(fields) < 2:
+            raise DatasetError(f"{DATASET}: line {number} of {list_path} ('{line}') is not '{form}' "
+                               "like the first line of the lists")
+        pid, camid = int(fields[1]), int(fields[2]) if cameras else NO_CAMERA
         if pid != -1:
-            entries.append((str(path), pid, camid))
+            entries.append((str(root / fields[0]), pid, camid))
     require_files([path for path, _, _ in entries], DATASET, list_path)
     return entries
 
 
 def load(root) -> DatasetSplits:
-    """train / query / gallery from the three list files."""
+    """train / query / gallery from the three list files, with or without camera ids as their first line."""
     root = find_root(root, "train.txt", DATASET, LAYOUT)
-    lists = {split: read_list(root / f"{split}.txt", root) for split in ("train", "query", "gallery")}
+    paths = {split: root / f"{split}.txt" for split in ("train", "query", "gallery")}
+    first = next((lines[0] for lines in (read_lines(p, DATASET, LAYOUT) for p in paths.values()) if lines), "")
+    cameras = _has_camera_column(first)
+    lists = {split: read_list(path, root, cameras) for split, path in paths.items()}
     return build_reid_splits(DATASET, root, lists["train"], lists["query"], lists["gallery"], official={})

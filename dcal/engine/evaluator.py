@@ -10,6 +10,12 @@
   SA and GLCA features after BN); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`.
   Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
 
+Re-ID metrics also carry ``gallery_exclusion``: ``"same_camera"`` (gallery items of the query's
+identity and camera are left out) or, for data without camera ids, ``"query_image"`` (only the query
+image itself; :mod:`dcal.evaluation.camera_filter`).  A dataset evaluated by gallery draws
+(VehicleID, ``{"test": ds}``) gets the mean over the draws under the usual keys, the standard
+deviation under ``<key>_std``, and ``gallery_draws`` (:mod:`dcal.evaluation.vehicleid_protocol`).
+
 Each process evaluates its contiguous shard; results are gathered with the images' indices and
 every index is checked to be present exactly once (``num_images``).
 """
@@ -21,19 +27,23 @@ import torch
 from dcal.config import Config
 from dcal.engine.data_setup import eval_loader
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
+from dcal.evaluation.camera_filter import QUERY_IMAGE, exclusion_groups
 from dcal.evaluation.classification import topk_accuracy
 from dcal.evaluation.localization import PointingGameResult, has_boxes, record_pointing
 
 
 @torch.no_grad()
 def evaluate(model, datasets: dict, config: Config, context: DistributedContext = DistributedContext()) -> dict:
-    """Metrics of ``model`` on ``datasets`` (``{"test": ds}`` for FGVC, ``{"query": q, "gallery": g}`` for Re-ID)."""
+    """Metrics of ``model`` on ``datasets`` (``{"test": ds}`` for FGVC, ``{"query": q, "gallery": g}`` for Re-ID,
+    ``{"test": ds}`` for Re-ID with gallery draws, as VehicleID)."""
     was_training = model.training
     model.eval()
     try:
         if config.task == "fgvc":
             (dataset,) = datasets.values()
             return _evaluate_fgvc(model, dataset, config, context)
+        if "test" in datasets:
+            return _evaluate_reid_draws(model, datasets["test"], config, context)
         return _evaluate_reid(model, datasets["query"], datasets["gallery"], config, context)
     finally:
         model.train(was_training)
@@ -67,13 +77,7 @@ def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) 
 
 
 def _evaluate_reid(model, query, gallery, config: Config, context: DistributedContext) -> dict:
-    features = {}
-    for name, dataset in (("query", query), ("gallery", gallery)):
-        indices, feats = [], []
-        for batch in eval_loader(dataset, config, context.rank, context.world_size):
-            feats.append(model(batch["image"].to(context.device)).float().cpu())
-            indices.append(batch["index"])
-        _, (features[name],) = _gather(indices, [feats], len(dataset), context)
+    features = {name: _reid_features(model, dataset, config, context) for name, dataset in (("query", query), ("gallery", gallery))}
     metrics = None
     if context.is_main:
         metrics = reid_scores(features["query"], features["gallery"], query.records, gallery.records, config)
@@ -87,8 +91,8 @@ def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
 
     q_pids = torch.tensor([r.pid for r in query_records])
     g_pids = torch.tensor([r.pid for r in gallery_records])
-    q_cams = torch.tensor([r.camid for r in query_records])
-    g_cams = torch.tensor([r.camid for r in gallery_records])
+    q_cams, g_cams, exclusion = exclusion_groups([r.camid for r in query_records], [r.camid for r in gallery_records],
+                                                 [r.path for r in query_records], [r.path for r in gallery_records])
     if config.eval.re_ranking:
         from dcal.evaluation import re_ranking_chunks
 
@@ -102,7 +106,44 @@ def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
         "rank1": 100.0 * float(cmc[0]),
         "rank5": 100.0 * float(cmc[min(4, len(cmc) - 1)]),
         "rank10": 100.0 * float(cmc[min(9, len(cmc) - 1)]),
+        "gallery_exclusion": exclusion,
     }
+
+
+def _reid_features(model, dataset, config: Config, context: DistributedContext) -> torch.Tensor:
+    """The inference features of every image of ``dataset``, in order, on every process."""
+    indices, feats = [], []
+    for batch in eval_loader(dataset, config, context.rank, context.world_size):
+        feats.append(model(batch["image"].to(context.device)).float().cpu())
+        indices.append(batch["index"])
+    _, (features,) = _gather(indices, [feats], len(dataset), context)
+    return features
+
+
+def _evaluate_reid_draws(model, test, config: Config, context: DistributedContext) -> dict:
+    """VehicleID's protocol: the test split's features once, then galleries drawn from them."""
+    features = _reid_features(model, test, config, context)
+    metrics = None
+    if context.is_main:
+        metrics = gallery_draw_scores(features, test.records, config, device=context.device)
+        metrics["num_images"] = len(test)
+    return broadcast_object(metrics, context)
+
+
+def gallery_draw_scores(features, records, config: Config, device=None) -> dict:
+    """Mean and standard deviation (``<key>_std``) of mAP, mINP and CMC (percent) over VehicleID's
+    gallery draws from one test split (:mod:`dcal.evaluation.vehicleid_protocol`), computed on ``device``."""
+    from dcal.evaluation.vehicleid_protocol import vehicleid_metrics
+
+    result = vehicleid_metrics(features, [r.pid for r in records], [r.path for r in records],
+                               metric=config.eval.metric, re_ranking=config.eval.re_ranking, device=device)
+    metrics = {}
+    for key, mean, std in (("mAP", result["mAP"], result["mAP_std"]), ("mINP", result["mINP"], result["mINP_std"]),
+                           *((f"rank{k}", result["cmc"][k - 1], result["cmc_std"][k - 1]) for k in (1, 5, 10))):
+        metrics[key], metrics[f"{key}_std"] = 100.0 * float(mean), 100.0 * float(std)
+    metrics["gallery_draws"] = result["num_draws"]
+    metrics["gallery_exclusion"] = QUERY_IMAGE
+    return metrics
 
 
 def _gather(indices: list, columns: list, expected: int, context: DistributedContext):

@@ -44,6 +44,7 @@ from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
 from dcal.engine.param_groups import param_groups
 from dcal.engine.run_log import RunLog
+from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
 from dcal.errors import DCALError
 from dcal.model.pairing import distractor_index
 
@@ -258,8 +259,15 @@ def format_metrics(task: str, metrics: dict) -> str:
         if "pointing_game" in metrics:
             line += f"  pointing game {pct(metrics['pointing_game'])} (chance {pct(metrics['pointing_game_chance'])})"
         return line
-    return (f"{head}mAP {pct(metrics['mAP'])}  Rank-1 {pct(metrics['rank1'])}  Rank-5 {pct(metrics['rank5'])}  "
-            f"mINP {pct(metrics['mINP'])}  ({metrics['num_images']} images)")
+    def reid(key):  # VehicleID's gallery draws: mean ± standard deviation
+        return pct(metrics[key]) + (f" ± {metrics[key + '_std']:.2f}" if key + "_std" in metrics else "")
+
+    line = (f"{head}mAP {reid('mAP')}  Rank-1 {reid('rank1')}  Rank-5 {reid('rank5')}  "
+            f"mINP {reid('mINP')}  ({metrics['num_images']} images")
+    line += f", {metrics['gallery_draws']} gallery draws)" if "gallery_draws" in metrics else ")"
+    if metrics.get("gallery_exclusion") == QUERY_IMAGE:
+        line += f"  [{NO_CAMERA_NOTE}]"
+    return line
 
 
 def _step_values(loss: torch.Tensor, parts: dict, context: DistributedContext) -> tuple[float, bool, dict]:

@@ -1,8 +1,9 @@
 """Re-ID rank lists: a query and its top-k gallery images, true matches framed green, mistakes red.
 
 The ranking follows the evaluation protocol (DESIGN §3): gallery images of the query's identity
-taken by the query's camera are left out before ranking (they are not counted by mAP/CMC either),
-and the remaining gallery is sorted by ascending distance.
+taken by the query's camera are left out before ranking (they are not counted by mAP/CMC either) —
+without camera ids only the query image itself (:mod:`dcal.evaluation.camera_filter`) — and the
+remaining gallery is sorted by ascending distance.
 """
 
 from __future__ import annotations
@@ -95,23 +96,30 @@ def rank_list_figure(query, gallery, query_indices: Sequence[int], topk: int = 1
     pixels; under each image: identity and camera (1-based, as in the file names), and the distance.
     """
     from dcal.data.image_dataset import load_image
+    from dcal.evaluation.camera_filter import exclusion_groups
     from dcal.export.features import euclidean_distances
     from dcal.viz.figure_grid import grid
 
     tile_size = (max(1, round(tile_height * input_size[1] / input_size[0])), tile_height)
     chosen = list(query_indices)
     distances = euclidean_distances(query.features[chosen], gallery.features)
+    q_groups, g_groups, _ = exclusion_groups(query.cameras, gallery.cameras, query.paths, gallery.paths)
     rows = []
     for row, q in enumerate(chosen):
-        ranked = ranked_gallery(distances[row], query.labels[q], query.cameras[q], gallery.labels, gallery.cameras, topk)
+        ranked = ranked_gallery(distances[row], query.labels[q], q_groups[q], gallery.labels, g_groups, topk)
         rows.append(
             rank_list_row(
                 load_image(str(query.paths[q])),
                 [load_image(str(gallery.paths[g])) for g in ranked],
                 [bool(gallery.labels[g] == query.labels[q]) for g in ranked],
                 tile_size=tile_size,
-                query_lines=(f"id {query.labels[q]} c{query.cameras[q] + 1}", "query"),
-                gallery_lines=[(f"id {gallery.labels[g]} c{gallery.cameras[g] + 1}", f"{distances[row, g]:.2f}") for g in ranked],
+                query_lines=(_caption(query.labels[q], query.cameras[q]), "query"),
+                gallery_lines=[(_caption(gallery.labels[g], gallery.cameras[g]), f"{distances[row, g]:.2f}") for g in ranked],
             )
         )
     return grid(rows, columns=1)
+
+
+def _caption(label, camera) -> str:
+    """``id 12 c3`` (the camera 1-based, as in the file names), or ``id 12`` without a camera id."""
+    return f"id {label}" if camera < 0 else f"id {label} c{camera + 1}"
