@@ -8,6 +8,18 @@ Two metrics, as the Re-ID toolkits (torchreid, fast-reid, TransReID) define them
 * ``"cosine"``: ``1 − cos(q, g)``, i.e. one minus the product of the L2-normalised features.
 
 Features stay in float32 (or float64 if given so); other dtypes are cast to float32.
+
+Numerical stability.  The expanded squared distance cancels catastrophically when the features
+share a large common offset (``‖q‖²`` and ``2·q·gᵀ`` are then huge and nearly equal).  The distance
+is invariant to translation, so both sets are first centred on the gallery's mean (computed in
+float64; one pass over the features, not a float64 matrix product), rounded to a multiple of a power
+of two below the features' spread, so that features on a grid (integers) stay exact and exactly
+equal distances stay equal.  With
+``rank_only=True`` (what the ranking metrics use) the centred features are also divided by a power
+of two near their largest magnitude, so features of any scale (1e-30, 1e20) neither underflow nor
+overflow; distances then come out in those units, which changes no ranking.  For ``"cosine"``
+each row is divided by a power of two near its own largest magnitude before normalising, which
+changes no cosine either.
 """
 
 from __future__ import annotations
@@ -24,24 +36,32 @@ class PairwiseDistance:
     once; :meth:`__call__` then costs one matrix product per block of queries.
     """
 
-    def __init__(self, gallery: torch.Tensor, metric: str = "euclidean"):
+    def __init__(self, gallery: torch.Tensor, metric: str = "euclidean", *, rank_only: bool = False):
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         self.metric = metric
         if metric == "cosine":
-            self.gallery = torch.nn.functional.normalize(gallery, dim=1)
+            self.gallery = _unit_rows(gallery)
             self.gallery_sq = None
-        else:
-            self.gallery = gallery
-            self.gallery_sq = gallery.pow(2).sum(dim=1)
+            return
+        self.centre = _centre(gallery)
+        self.gallery = gallery - self.centre
+        self.scale = 1.0
+        if rank_only and len(gallery):
+            self.scale = _power_of_two_below(self.gallery.abs().amax())
+            self.gallery.div_(self.scale)
+        self.gallery_sq = self.gallery.pow(2).sum(dim=1)
 
     def __call__(self, queries: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """The (len(queries), len(gallery)) distance block, written into ``out`` if given."""
         queries = queries.to(self.gallery.dtype)
         if self.metric == "cosine":
-            queries = torch.nn.functional.normalize(queries, dim=1)
+            queries = _unit_rows(queries)
             ones = torch.ones((), dtype=queries.dtype, device=queries.device)
             return torch.addmm(ones, queries, self.gallery.T, alpha=-1, out=out)
+        queries = queries - self.centre
+        if self.scale != 1.0:
+            queries.div_(self.scale)
         query_sq = queries.pow(2).sum(dim=1, keepdim=True)
         return torch.add(query_sq, self.gallery_sq, out=out).addmm_(queries, self.gallery.T, beta=1, alpha=-2)
 
@@ -52,3 +72,30 @@ class PairwiseDistance:
         if self.metric == "cosine":
             return 1 - dot
         return self.gallery_sq[first] + self.gallery_sq[second] - 2 * dot
+
+
+def _power_of_two_below(value: torch.Tensor) -> float:
+    """The largest power of two not above ``value`` (1 for 0 or a non-finite value); dividing by it is exact."""
+    value = float(value)
+    if value <= 0 or not torch.isfinite(torch.tensor(value)):
+        return 1.0
+    return 2.0 ** torch.floor(torch.log2(torch.tensor(value, dtype=torch.float64))).item()
+
+
+def _unit_rows(features: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm, each first divided by a power of two near its largest magnitude
+    (so tiny rows do not meet ``normalize``'s epsilon and huge ones do not overflow)."""
+    peak = features.abs().amax(dim=1, keepdim=True)
+    exponent = torch.where(peak > 0, torch.floor(torch.log2(peak.clamp(min=torch.finfo(peak.dtype).tiny))), 0)
+    return torch.nn.functional.normalize(torch.ldexp(features, -exponent.to(torch.int32)), dim=1)
+
+
+def _centre(gallery: torch.Tensor):
+    """The gallery's mean per dimension, rounded to a multiple of a power of two below the spread of
+    the features around it (measured on up to 4,096 rows); 0 for an empty gallery."""
+    if not len(gallery):
+        return 0
+    mean = gallery.mean(dim=0, dtype=torch.float64)
+    sample = gallery[:4096].to(torch.float64) - mean
+    step = _power_of_two_below(sample.pow(2).mean().sqrt())
+    return (mean / step).round().mul(step).to(gallery.dtype)

@@ -57,7 +57,14 @@ def _as_tensor(name: str, array, ndim: int, device=None) -> torch.Tensor:
     if isinstance(array, torch.Tensor):
         tensor = array.detach().to(device or "cpu")
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(np.asarray(array))).to(device or "cpu")
+        try:
+            numbers = np.asarray(array)
+        except (TypeError, ValueError) as error:  # ragged lists, ...
+            raise EvaluationError(f"{name} is not an array of numbers: {error}") from None
+        if numbers.dtype.kind not in "biufc":  # strings, objects, dates: no number to rank by
+            raise EvaluationError(f"{name} must hold numbers (integers for identities and cameras), "
+                                  f"got dtype {numbers.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(numbers)).to(device or "cpu")
     if tensor.ndim != ndim:
         raise EvaluationError(f"{name} must have {ndim} dimension(s), got shape {tuple(tensor.shape)}")
     return tensor
@@ -347,7 +354,7 @@ def reid_metrics(
     check_features(qf, gf)
     accumulator = RankingAccumulator(q_pids, g_pids, q_camids, g_camids, max_rank=max_rank, device=device)
     qf, gf = qf.to(accumulator.device), gf.to(accumulator.device)
-    distance = PairwiseDistance(gf, metric)
+    distance = PairwiseDistance(gf, metric, rank_only=True)
     step = resolve_chunk_size(chunk_size, len(gf), budget=memory_budget(accumulator.device))
     buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype, device=accumulator.device)
     for start in range(0, len(qf), step):
