@@ -142,3 +142,27 @@ def test_evaluator_scores_gallery_draws_of_a_test_split():
     assert metrics["rank5_std"] == pytest.approx(100 * expected["cmc_std"][4])
     line = format_metrics("reid", metrics)
     assert f"mAP {metrics['mAP']:.2f}% ± {metrics['mAP_std']:.2f}" in line and "10 gallery draws" in line
+
+
+@pytest.mark.filterwarnings("ignore::dcal.data.layout.SplitSizeWarning")
+def test_train_and_eval_on_vehicleid_report_the_draws(tmp_path, capsys):
+    import json
+
+    from dcal.cli import main
+    from tiny_datasets import write_tiny_vehicleid
+
+    root = write_tiny_vehicleid(tmp_path / "data")
+    run = tmp_path / "run"
+    args = ["model.backbone=vit_tiny_patch16_224", "model.timm_kwargs={patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2}",
+            "model.pwca_blocks=2", "model.drop_path_rate=0.0", "data.synthetic=false", "data.num_workers=0",
+            "train.threads=1", "train.warmup_epochs=0.5", "task=reid", "data.dataset=vehicleid", f"data.root={root}",
+            "data.img_size=[32, 16]", "data.batch_size=16", "data.num_instances=4", "data.padding=2",
+            "optim.name=momentum", "optim.lr=0.02", "train.epochs=1"]
+    assert main(["train", "--out", str(run), *args]) == 0
+    assert "10 gallery draws)  [no camera ids" in capsys.readouterr().out
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["gallery_draws"] == 10 and record["gallery_exclusion"] == QUERY_IMAGE and record["num_images"] == 12
+    assert {"mAP_std", "rank1_std", "rank5_std", "mINP_std"} <= set(record)
+    assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["mAP"] == pytest.approx(record["mAP"]) and printed["mAP_std"] == pytest.approx(record["mAP_std"])

@@ -57,3 +57,23 @@ def write_tiny_reid(root, ids: int = 6, per_camera: int = 4) -> Path:
              "gallery": {"images": ids * 2 * (per_camera - 1), "ids": ids, "cameras": 2}}
     (root / "SYNTHETIC.json").write_text(json.dumps({"generator": "tests/tiny_datasets.py", "sizes": sizes}))
     return root
+
+
+def write_tiny_vehicleid(root, ids: int = 6, per_id: int = 8, test_ids: int = 4, test_per_id: int = 3) -> Path:
+    """VehicleID layout (``image/``, ``train_test_split/``, no cameras): vehicle i is a colour pair."""
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    (root / "image").mkdir(parents=True, exist_ok=True)
+    lists = {"train_list.txt": [], "test_list_800.txt": []}
+    n = 0
+    for list_name, first, count, per in (("train_list.txt", 1, ids, per_id), ("test_list_800.txt", 101, test_ids, test_per_id)):
+        for pid in range(first, first + count):
+            top, bottom = COLOURS[pid % len(COLOURS)], COLOURS[(pid * 2 + 1) % len(COLOURS)]
+            for _ in range(per):
+                n += 1
+                _image(rng, top, bottom).save(root / "image" / f"{n:07d}.jpg")
+                lists[list_name].append(f"{n:07d} {pid}")
+    (root / "train_test_split").mkdir(exist_ok=True)
+    for list_name, lines in lists.items():
+        (root / "train_test_split" / list_name).write_text("".join(f"{line}\n" for line in lines))
+    return root
