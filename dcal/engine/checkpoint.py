@@ -18,6 +18,7 @@ Writes go to a temporary file in the same folder that is then renamed over the t
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -45,21 +46,42 @@ ARCHITECTURE_KEYS = (
 def save_checkpoint(state: dict, path) -> None:
     """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def save_safetensors(state_dict: dict, path, metadata: dict) -> None:
     """Write weights as ``.safetensors`` (atomically), with ``metadata`` (the config as JSON, ...)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
-    save_file(tensors, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
-    os.replace(tmp, path)
+    data = save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()})
+    _write_atomically(Path(path), lambda f: f.write(data))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``.
+
+    On any failure (disk full, read-only folder, ``path`` a folder, an interrupt) the temporary
+    file is removed and ``path`` is left as it was; an OS error becomes a one-line
+    :class:`CheckpointError` naming ``path`` and the reason.
+    """
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException as error:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = _os_error(error)
+        if reason is None:
+            raise
+        raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the earlier file, if any, is unchanged") from None
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
@@ -155,6 +177,11 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _os_error(error: BaseException):
+    """The reason of an OS-level failure (disk full, permission, a folder in the way), else None."""
+    return (error.strerror or str(error)) if isinstance(error, OSError) else None
 
 
 def _get(config, key):

@@ -31,6 +31,7 @@ from dcal.data.image_dataset import ImageDataset, collate_skipping_corrupt
 from dcal.data.records import DatasetSplits
 from dcal.data.samplers import IdentitySampler, ShardedEvalSampler, ShuffleSampler
 from dcal.data.transforms import build_transforms
+from dcal.engine.interrupts import ignore_stop_signals
 from dcal.errors import ConfigError, DatasetError
 
 
@@ -86,6 +87,7 @@ def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int
         sampler=ShardedEvalSampler(len(dataset), rank, world_size),
         num_workers=config.data.num_workers,
         pin_memory=pin_memory,
+        worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM are the training process's to handle
         generator=torch.Generator().manual_seed(0),  # else the loader draws from the global RNG, and
     )  # evaluating would change the training that follows
 
@@ -119,6 +121,7 @@ class TrainData:
                 generator=torch.Generator().manual_seed(_mix(config.train.seed, rank)),
                 persistent_workers=workers > 0,
                 pin_memory=pin_memory,
+                worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM: the training process checkpoints, then stops them
             )
         return self._loader
 

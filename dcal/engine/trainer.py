@@ -38,7 +38,9 @@ from dcal.config import Config, save_config
 from dcal.engine import checkpoint as ckpt
 from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, load_splits, _mix
 from dcal.engine.distributed import DistributedContext, all_gather_objects
+from dcal.engine import run_folder
 from dcal.engine.evaluator import evaluate
+from dcal.engine.interrupts import StopSignals, TrainingInterrupted, signal_name
 from dcal.engine.losses import DCALLoss
 from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
@@ -51,6 +53,10 @@ from dcal.model.pairing import distractor_index
 
 class TrainingDiverged(DCALError):
     """The loss became NaN or infinite."""
+
+
+class EvaluationFailed(DCALError):
+    """The evaluation after an epoch failed; the epoch's checkpoint is on disk and the run can resume."""
 
 
 class TrainStep(nn.Module):
@@ -80,13 +86,31 @@ class TrainResult:
 
 
 def train(config: Config, run_dir, *, resume: bool = False, context: DistributedContext = DistributedContext()) -> TrainResult:
-    """Train as ``config`` says, writing the run folder ``run_dir``."""
-    run_dir = Path(run_dir)
+    """Train as ``config`` says, writing the run folder ``run_dir``.
+
+    ``resume``: continue from ``checkpoints/last.pt`` if there is one, with ``config`` (settings
+    that differ from the checkpoint's are appended to ``config_changes.yaml``; ``dcal train``
+    refuses those that change what the run computes unless ``--allow-changes``).  A resumed run
+    that is already finished returns at once (``model`` and ``criterion`` None) without writing.
+    SIGINT and SIGTERM stop after the optimiser step in progress with its checkpoint written
+    (:class:`~dcal.engine.interrupts.TrainingInterrupted`).
+    """
+    with StopSignals() as stop:
+        return _train(config, Path(run_dir), resume, context, stop)
+
+
+def _train(config: Config, run_dir: Path, resume: bool, context: DistributedContext, stop: StopSignals) -> TrainResult:
     t, device = config.train, context.device
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    state = ckpt.read_checkpoint(last_path) if resume else None
+    state = ckpt.read_checkpoint(last_path) if resume and last_path.is_file() else None
     if state is not None:
-        ckpt.check_compatible(ckpt.checkpoint_config(state, last_path), config, last_path)
+        trained_config = ckpt.checkpoint_config(state, last_path)
+        ckpt.check_compatible(trained_config, config, last_path)
+        if run_folder.read_progress(run_dir).finished(t.epochs):
+            return TrainResult(None, None, state["metrics"])
+    if context.is_main:
+        run_folder.check_writable(run_dir)
+        run_folder.remove_stale_temporaries(run_dir / "checkpoints")
     process_seed = _mix(t.seed, context.rank)
     torch.manual_seed(process_seed)
     np.random.seed(process_seed % 2**32)
@@ -118,6 +142,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     trainable = [p for p in step_module.parameters() if p.requires_grad]
 
     epoch, step_in_epoch, global_step, best, records, last_metrics = 0, 0, 0, None, None, None
+    pending_eval, saved_step = False, None  # pending_eval: the epoch just ended is checkpointed, not yet evaluated
     if state is not None:
         ckpt.load_weights(model, state["model"], last_path)
         criterion.load_state_dict(state["criterion"])
@@ -128,6 +153,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             ema.module.load_state_dict(state["model_ema"])
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         best, records, last_metrics = state["best"], state["metrics_records"], state["metrics"]
+        pending_eval, saved_step = state.get("pending_eval", False), global_step
     ddp = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None) \
         if context.distributed else step_module
     if state is not None and len(state["rng"]) == context.world_size:
@@ -135,7 +161,18 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
 
     log = RunLog(run_dir, enabled=context.is_main, keep_records=records, purge_step=global_step if state else None)
     if context.is_main:
-        save_config(config, run_dir / "config.yaml")
+        if not (run_dir / "config.yaml").exists():  # the configuration the run started with, kept
+            save_config(config, run_dir / "config.yaml")
+        if state is not None:
+            run_folder.record_changes(run_dir, run_folder.config_differences(trained_config, config),
+                                      step=global_step, epoch=epoch)
+    resume_hint = f"dcal train --resume --out {run_dir}" + (" (under the same torchrun launch)" if context.distributed else "")
+
+    def describe_stop(signum: int) -> str:
+        where = f"{last_path} (optimiser step {saved_step})" if saved_step is not None else "no checkpoint yet"
+        return f"interrupted by {signal_name(signum)}; the run folder's last checkpoint is {where}; resume with: {resume_hint}"
+
+    stop.describe_stop = describe_stop
 
     def checkpoint_state() -> dict:
         """Everything needed to continue exactly from here (collective: every rank sends its RNG state)."""
@@ -146,13 +183,14 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "criterion": criterion.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "best": best, "metrics_records": log.records, "metrics": last_metrics,
+            "best": best, "metrics_records": log.records, "metrics": last_metrics, "pending_eval": pending_eval,
         }
         if ema is not None:
             out["model_ema"] = ema.module.state_dict()
         return out
 
     def save(path) -> None:
+        nonlocal saved_step
         state = checkpoint_state()
         if context.is_main:
             ckpt.save_checkpoint(state, path)
@@ -161,8 +199,26 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
                 ckpt.save_safetensors(weights, Path(path).with_suffix(".safetensors"),
                                       {"config": state["config"], "num_classes": state["num_classes"],
                                        "class_names": state["class_names"]})
+        if path == last_path:
+            saved_step = global_step
 
-    while epoch < t.epochs:
+    while epoch < t.epochs or pending_eval:
+        if pending_eval:  # the epoch just ended is checkpointed: evaluate it, then checkpoint again
+            with stop.abortable():  # a signal now loses nothing: stop at once
+                metrics = _evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
+                                          epoch, resume_hint)
+            last_metrics = {"epoch": epoch, "step": global_step, **metrics}
+            log.record(global_step, last_metrics)
+            if context.is_main:
+                print(format_metrics(config.task, last_metrics), flush=True)
+            improved = best is None or last_metrics[main_metric(config)] > best[main_metric(config)]
+            if improved:
+                best = last_metrics
+            pending_eval = False
+            save(last_path)
+            if improved:
+                save(best_path)
+            continue
         # One epoch of optimiser steps, starting after the steps a resumed checkpoint already did.
         steps = data.batches_per_epoch(epoch) // t.accum_steps
         loader = data.loader(epoch, step_in_epoch * t.accum_steps, config, context.rank,
@@ -196,7 +252,9 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
             if not finite:
                 raise TrainingDiverged(
                     f"the loss became {loss_sum} at optimiser step {global_step + 1} (epoch {epoch + 1}, "
-                    f"step {step_in_epoch + 1} of {steps}); stopped. The last good checkpoint is {last_path}"
+                    f"step {step_in_epoch + 1} of {steps}); stopped. "
+                    + (f"The last checkpoint, from before it, is {last_path} (optimiser step {saved_step})"
+                       if saved_step is not None else "No checkpoint was written yet")
                 )
             if t.clip_grad is not None:
                 scaler.unscale_(optimizer)
@@ -219,6 +277,10 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
                 log.scalars(global_step, {"loss": loss_sum, "lr": lr, "images_per_s": throughput, **part_values}, "train")
             if t.checkpoint_every and global_step % t.checkpoint_every == 0:
                 save(last_path)
+            if stop.requested_everywhere(context, device):  # SIGINT / SIGTERM: checkpoint this step, stop
+                if saved_step != global_step:
+                    save(last_path)
+                stop.stop()
         bar.close()
         del batches, loader
         if context.is_main and epoch_steps:
@@ -227,24 +289,29 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
                   f"lr {optimizer.param_groups[0]['lr']:.2e}  "
                   f"{epoch_images * context.world_size / seconds:.1f} img/s  {seconds:.1f} s", flush=True)
 
-        # End of the epoch: evaluate when due, then checkpoint the start of the next epoch.
+        # End of the epoch: checkpoint the start of the next one before evaluating (when due), so
+        # a failing evaluation loses no training.
         epoch, step_in_epoch = epoch + 1, 0
-        if epoch % t.eval_every == 0 or epoch == t.epochs:
-            metrics = evaluate(ema.module if ema is not None else model, eval_sets, config, context)
-            last_metrics = {"epoch": epoch, "step": global_step, **metrics}
-            log.record(global_step, last_metrics)
-            if context.is_main:
-                print(format_metrics(config.task, last_metrics), flush=True)
-            improved = best is None or last_metrics[main_metric(config)] > best[main_metric(config)]
-            if improved:
-                best = last_metrics
-            save(last_path)
-            if improved:
-                save(best_path)
-        else:
-            save(last_path)
+        pending_eval = epoch % t.eval_every == 0 or epoch == t.epochs
+        save(last_path)
     log.close()
     return TrainResult(model, criterion, last_metrics)
+
+
+def _evaluate_epoch(model, eval_sets: dict, config: Config, context: DistributedContext, epoch: int, resume_hint: str) -> dict:
+    """:func:`evaluate`, with a failure reported as one line that says the epoch is saved."""
+    try:
+        return evaluate(model, eval_sets, config, context)
+    except (TrainingInterrupted, KeyboardInterrupt):
+        raise
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if not isinstance(error, DCALError):
+            reason = f"{type(error).__name__}: {reason}"
+        raise EvaluationFailed(
+            f"the evaluation after epoch {epoch} failed: {reason}. The epoch's training is saved in "
+            f"checkpoints/last.pt; fix the cause and resume with: {resume_hint}"
+        ) from error
 
 
 def format_metrics(task: str, metrics: dict) -> str:

@@ -1,0 +1,238 @@
+"""The run folder: which state a run is in, and the safe ways to start, replace or resume one.
+
+A run folder (``--out``, default ``runs/<name>``) holds ``config.yaml`` (the configuration the run
+started with, never rewritten), ``checkpoints/last.pt`` and ``best.pt``, ``metrics.jsonl``,
+``tensorboard/`` and, once a resume applied changed settings (``--allow-changes``),
+``config_changes.yaml``: one entry per resume with the optimiser step and epoch the changes took
+effect at and each changed key's old and new value.
+
+- :func:`run_state` tells an empty place from a finished or an unfinished run.
+- :func:`move_aside` is what ``--overwrite`` does with an earlier run: it renames the folder to
+  ``<name>.old-<UTC timestamp>`` next to it; nothing is deleted.
+- :func:`config_differences` and :func:`check_resume_changes` compare a run's saved configuration
+  with the one a resume asks for; :func:`record_changes` appends what a resume applied.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from dcal.config import Config, config_from_dict
+from dcal.errors import CheckpointError, DCALError
+
+CHANGES_FILE = "config_changes.yaml"
+#: What marks a folder as holding a run.
+RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
+#: Settings that do not change what a run computes: where and how fast it runs, how often it
+#: evaluates, checkpoints and logs.  A resume may change them freely (they are still recorded).
+NEUTRAL_KEYS = frozenset({
+    "name", "data.num_workers", "train.device", "train.threads", "train.eval_every",
+    "train.checkpoint_every", "train.save_safetensors", "train.log_every", "eval.batch_size",
+})
+
+
+class RunFolderError(DCALError):
+    """A run folder cannot be used as asked (a run is already there, none is, or a resume changes it)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far the run of a ``checkpoints/last.pt`` got."""
+
+    epoch: int  # epochs completed (the epoch in progress when step_in_epoch > 0)
+    step_in_epoch: int
+    global_step: int
+    epochs: int  # train.epochs of the checkpoint's config
+    pending_eval: bool  # the checkpoint precedes the evaluation of the epoch it ends
+    config: dict
+
+    def finished(self, epochs: int | None = None) -> bool:
+        """Every epoch of ``epochs`` (default: the checkpoint's own train.epochs) trained and evaluated."""
+        return (self.epoch >= (self.epochs if epochs is None else epochs) and self.step_in_epoch == 0
+                and not self.pending_eval)
+
+    def describe(self) -> str:
+        if self.step_in_epoch:
+            return f"in epoch {self.epoch + 1} of {self.epochs}, optimiser step {self.global_step}"
+        if self.pending_eval:
+            return f"{self.epoch} of {self.epochs} epochs trained, the evaluation of epoch {self.epoch} not done"
+        return f"{self.epoch} of {self.epochs} epochs done"
+
+
+def last_checkpoint(run_dir) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.pt"
+
+
+def read_progress(run_dir) -> Progress | None:
+    """The progress recorded in ``run_dir/checkpoints/last.pt``, or None when there is none.
+
+    The checkpoint is memory-mapped, so its tensors are not read.
+    """
+    path = last_checkpoint(run_dir)
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        config = state["config"]
+        return Progress(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
+                        int(config["train"]["epochs"]), bool(state.get("pending_eval", False)), config)
+    except Exception as error:  # not a zip checkpoint, truncated, missing keys
+        raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from None
+
+
+def run_state(run_dir) -> str:
+    """``"absent"``, ``"finished"`` or ``"unfinished"``: whether ``run_dir`` holds a run, and if so
+    whether ``checkpoints/last.pt`` completed every epoch of its configuration and its evaluation.
+
+    A folder that exists but holds none of ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` is
+    ``"absent"``; a run stopped before its first checkpoint is ``"unfinished"``.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not any((run_dir / name).exists() for name in RUN_FILES):
+        return "absent"
+    progress = read_progress(run_dir)
+    return "finished" if progress is not None and progress.finished() else "unfinished"
+
+
+def describe_run(run_dir) -> str:
+    progress = read_progress(run_dir)
+    return "no checkpoint yet" if progress is None else progress.describe()
+
+
+def refuse_existing_run(run_dir) -> None:
+    """Raise :class:`RunFolderError` when ``run_dir`` already holds a run (naming ``--resume`` and ``--overwrite``)."""
+    state = run_state(run_dir)
+    if state != "absent":
+        raise RunFolderError(
+            f"{run_dir} already holds a {state} run ({describe_run(run_dir)}); pass --resume to continue it, "
+            f"or --overwrite to start again (the earlier run is moved to {run_dir.name}.old-<time>, not deleted)"
+        )
+
+
+def move_aside(run_dir) -> Path:
+    """Rename ``run_dir`` to ``<name>.old-<UTC timestamp>`` beside it; returns the new path."""
+    run_dir = Path(run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target, n = run_dir.with_name(f"{run_dir.name}.old-{stamp}"), 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.old-{stamp}-{n}")
+    try:
+        run_dir.rename(target)
+    except OSError as error:
+        raise RunFolderError(f"--overwrite: cannot move {run_dir} to {target}: {error.strerror}") from None
+    return target
+
+
+def saved_config(run_dir) -> Config:
+    """The configuration a run is at: its last checkpoint's (which carries changes applied on
+    resume), else its ``config.yaml``."""
+    progress = read_progress(run_dir)
+    if progress is not None:
+        return config_from_dict(progress.config, source=f"config stored in {last_checkpoint(run_dir)}")
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RunFolderError(f"--resume: {run_dir} has neither checkpoints/last.pt nor config.yaml")
+    from dcal.config import load_config
+
+    return load_config(path)
+
+
+def config_differences(saved: Config, requested: Config) -> dict:
+    """``{dotted key: (saved value, requested value)}`` for every setting on which the two differ."""
+    a, b = _flatten(saved.to_dict()), _flatten(requested.to_dict())
+    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def check_resume_changes(run_dir, differences: dict, allow_changes: bool) -> None:
+    """Refuse ``differences`` that change what the run computes unless ``allow_changes``.
+
+    Architecture settings (a checkpoint's weights only fit its own) are refused even then.
+    """
+    from dcal.engine.checkpoint import ARCHITECTURE_KEYS
+
+    architecture = [k for k in differences if tuple(k.split(".")) in ARCHITECTURE_KEYS]
+    if architecture:
+        raise RunFolderError(
+            f"--resume {run_dir}: the checkpoint's weights only fit its own architecture; cannot change "
+            + "; ".join(format_change(k, *differences[k]) for k in architecture)
+        )
+    computing = [k for k in differences if k not in NEUTRAL_KEYS]
+    if computing and not allow_changes:
+        raise RunFolderError(
+            f"--resume {run_dir}: the requested config changes what the run computes: "
+            + "; ".join(format_change(k, *differences[k]) for k in computing)
+            + ". Resume without these changes, or pass --allow-changes to apply them from the checkpoint's step "
+            f"(recorded in {Path(run_dir) / CHANGES_FILE})"
+        )
+
+
+def record_changes(run_dir, differences: dict, *, step: int, epoch: int) -> None:
+    """Append the ``differences`` a resume applied, with the step and epoch they took effect at."""
+    if not differences:
+        return
+    entry = {"step": step, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "changes": {key: {"from": old, "to": new} for key, (old, new) in differences.items()}}
+    with (Path(run_dir) / CHANGES_FILE).open("a", encoding="utf-8") as f:
+        f.write(yaml.safe_dump([entry], sort_keys=False))
+
+
+def format_change(key: str, old, new) -> str:
+    return f"{key} {old!r} -> {new!r}"
+
+
+def check_writable(run_dir) -> None:
+    """Create ``run_dir`` (and ``checkpoints/``) and check a file can be written there; else a
+    one-line :class:`RunFolderError` naming the path and the problem."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} is a file, not a folder")
+    probe = run_dir / "checkpoints" / f".write-test-{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        where = error.filename or run_dir
+        raise RunFolderError(f"cannot write the run folder {run_dir} ({where}): {error.strerror}") from None
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete the temporary files (``.<name>.tmp<pid>``) that a killed writer left in ``folder``.
+
+    Files of a process that is still running are kept.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.tmp*"):
+        pid = path.name.rpartition(".tmp")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError as error:
+        return error.errno == errno.EPERM
+    return True
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    """Sections flattened to dotted keys; a dict-valued setting (``model.timm_kwargs``) stays one value."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and not prefix:
+            flat.update(_flatten(value, f"{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
