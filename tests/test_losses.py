@@ -56,6 +56,23 @@ def test_batch_hard_triplet_matches_a_loop():
     assert batch_hard_triplet(feats[:2], torch.tensor([0, 1])).item() == 0.0
 
 
+def test_soft_margin_triplet_is_the_default_and_matches_its_formula():
+    """log(1 + exp(d_ap - d_an)) with the hardest positive and negative (TransReID's NO_MARGIN)."""
+    torch.manual_seed(1)
+    feats, ids = torch.randn(8, 6), torch.tensor([0, 0, 1, 1, 2, 2, 2, 3])
+    expected = []
+    for a in range(8):
+        pos = [torch.dist(feats[a], feats[p]).item() for p in range(8) if p != a and ids[p] == ids[a]]
+        neg = [torch.dist(feats[a], feats[n]).item() for n in range(8) if ids[n] != ids[a]]
+        if pos:
+            expected.append(math.log(1 + math.exp(max(pos) - min(neg))))
+    soft = sum(expected) / len(expected)
+    assert batch_hard_triplet(feats, ids).item() == pytest.approx(soft, rel=1e-5)
+    assert batch_hard_triplet(feats, ids, None).item() == pytest.approx(soft, rel=1e-5)
+    assert DCALLoss("reid").triplet_margin is None and DCALLoss("reid").label_smoothing == 0.0
+    assert batch_hard_triplet(feats, ids, 0.3).item() != pytest.approx(soft, rel=1e-3)
+
+
 def test_reid_criterion_adds_triplet_on_pre_bn_feature():
     torch.manual_seed(0)
     out = {"feat": torch.randn(4, 8), "bn_feat": torch.randn(4, 8), "logits": torch.randn(4, 3)}

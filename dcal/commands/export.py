@@ -21,13 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from dcal.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from dcal.data.input_config import resolve_input_config
     from dcal.export.onnx import check_onnx, export_onnx, output_name
     from dcal.export.trained_model import load_trained
 
     trained = load_trained(args.checkpoint, device="cpu")
     size = trained.input_size
-    metadata = {"class_names": trained.class_names, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+    statistics = resolve_input_config(trained.config)
+    metadata = {"class_names": trained.class_names, "mean": list(statistics.mean), "std": list(statistics.std),
+                "interpolation": statistics.interpolation,
                 "checkpoint": str(args.checkpoint), "backbone": trained.config.model.backbone,
                 "glca": trained.config.model.glca}
     path = export_onnx(trained.model, args.out, size, task=trained.task, metadata=metadata)

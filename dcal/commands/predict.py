@@ -1,8 +1,9 @@
 """``dcal predict --checkpoint FILE IMAGE_OR_DIR... [--topk K] [--json]``
 
-The top-k classes of each image (FGVC checkpoints): name and score, where the score is the mean of
-the SA and GLCA softmax probabilities (the paper's combined score divided by 2, so it sums to 1
-over the classes).  Folders are expanded to the images in them.  ``--json`` prints one JSON list:
+The top-k classes of each image (FGVC checkpoints): name and score, where the score is the
+model's inference score, softmax(SA) + softmax(GLCA) (paper §3.4; :mod:`dcal.model.inference`),
+the same as ``dcal eval`` ranks and the ONNX export outputs: it sums to 2 over the classes with
+GLCA, to 1 without.  Folders are expanded to the images in them.  ``--json`` prints one JSON list:
 ``[{"image": path, "predictions": [{"rank": 1, "class": name, "index": i, "score": s}, ...]}, ...]``.
 """
 

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from dcal.data.layout import synthetic_set_written, write_synthetic_marker
+from dcal.errors import DatasetError
 
 IMAGE_SIZE = 64
 NUM_CLASSES = 10
@@ -125,19 +126,27 @@ def render_image(pattern: tuple, distractors: list, rng) -> tuple[np.ndarray, tu
     return np.clip(canvas, 0, 255).astype(np.uint8), (float(x), float(y), float(PART), float(PART))
 
 
-def _sizes() -> dict:
-    train, test = NUM_CLASSES * TRAIN_PER_CLASS, NUM_CLASSES * TEST_PER_CLASS
+def _sizes(train_per_class: int, test_per_class: int) -> dict:
+    train, test = NUM_CLASSES * train_per_class, NUM_CLASSES * test_per_class
     return {"train": {"images": train, "classes": NUM_CLASSES}, "test": {"images": test, "classes": NUM_CLASSES}}
 
 
-def write_fgvc_demo(out_dir, seed: int = 0) -> Path:
+def write_fgvc_demo(out_dir, seed: int = 0, train_per_class: int = TRAIN_PER_CLASS,
+                    test_per_class: int = TEST_PER_CLASS) -> Path:
     """Write the dataset to ``out_dir/synthetic_fgvc`` and return that folder (the ``cub200`` root).
 
-    Deterministic in ``seed``.  If the folder already holds a complete set written with the same
-    seed and format (its ``SYNTHETIC.json`` marker is written last), nothing is rewritten.
+    Deterministic in ``seed`` and the per-class counts.  Fewer training images per class make a
+    harder set (``configs/demo/fgvc_few.yaml``), on which the branches' contributions show.  If the
+    folder already holds a complete set written with the same seed, counts and format (its
+    ``SYNTHETIC.json`` marker is written last), nothing is rewritten.
     """
+    if train_per_class < 1 or test_per_class < 1:
+        raise DatasetError(f"synthetic FGVC set: train_per_class and test_per_class must be at least 1; "
+                           f"got {train_per_class} and {test_per_class}")
     root = Path(out_dir).expanduser() / "synthetic_fgvc"
     identity = {"generator": "dcal.data.synthetic_fgvc", "version": FORMAT_VERSION, "seed": seed}
+    if (train_per_class, test_per_class) != (TRAIN_PER_CLASS, TEST_PER_CLASS):
+        identity.update(train_per_class=train_per_class, test_per_class=test_per_class)
     if synthetic_set_written(root, identity):
         return root
     rng = np.random.default_rng([seed, 2022])
@@ -147,7 +156,7 @@ def write_fgvc_demo(out_dir, seed: int = 0) -> Path:
         (root / "images" / folder).mkdir(parents=True, exist_ok=True)
     images, labels, splits, boxes = [], [], [], []
     image_id = 0
-    for split, per_class in (("1", TRAIN_PER_CLASS), ("0", TEST_PER_CLASS)):
+    for split, per_class in (("1", train_per_class), ("0", test_per_class)):
         for label, pattern in enumerate(class_patterns):
             for _ in range(per_class):
                 image_id += 1
@@ -162,5 +171,5 @@ def write_fgvc_demo(out_dir, seed: int = 0) -> Path:
                         ("bounding_boxes.txt", boxes),
                         ("classes.txt", [f"{c + 1} {folder}" for c, folder in enumerate(class_folders)])):
         (root / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_synthetic_marker(root, identity, _sizes())
+    write_synthetic_marker(root, identity, _sizes(train_per_class, test_per_class))
     return root

@@ -4,9 +4,10 @@
   horizontal flip; test: resize ``resize_size``, centre crop ``img_size``.
 - Re-ID train (as TransReID): resize to ``img_size`` (256×128 persons, 256×256 vehicles),
   horizontal flip, pad ``padding`` (10) + random crop back to ``img_size``, then random erasing
-  (filled with 0 after normalisation, i.e. the ImageNet mean colour);
+  (filled with 0 after normalisation, i.e. the mean colour);
   test: resize to ``img_size``.
-- Both: ToTensor and ImageNet mean/std normalisation.
+- Both: ToTensor and normalisation with the backbone's mean/std, resizing with its interpolation
+  (:mod:`dcal.data.input_config`; ImageNet's statistics and bilinear when none are given).
 
 Sizes are ``int`` (square) or ``(height, width)``.  ``resize_size`` defaults to ``img_size × 550/448``
 rounded, the paper's ratio.
@@ -38,20 +39,22 @@ def default_resize_size(img_size) -> tuple[int, int]:
 
 
 def build_transforms(task: str, train: bool, img_size, resize_size=None, flip_prob: float = 0.5,
-                     padding: int = 10, erasing_prob: float = 0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                     padding: int = 10, erasing_prob: float = 0.5, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     interpolation: str = "bilinear"):
     """The torchvision pipeline for ``task`` (``"fgvc"`` or ``"reid"``) in training or test mode."""
     size = _pair(img_size)
+    mode = T.InterpolationMode(interpolation)
     finish = [T.ToTensor(), T.Normalize(mean, std)]
     if task == "fgvc":
         resize = _pair(resize_size) if resize_size is not None else default_resize_size(size)
         if resize[0] < size[0] or resize[1] < size[1]:
             raise ConfigError(f"resize size {resize} is smaller than the crop size {size}")
         if train:
-            return T.Compose([T.Resize(resize), T.RandomCrop(size), T.RandomHorizontalFlip(flip_prob), *finish])
-        return T.Compose([T.Resize(resize), T.CenterCrop(size), *finish])
+            return T.Compose([T.Resize(resize, mode), T.RandomCrop(size), T.RandomHorizontalFlip(flip_prob), *finish])
+        return T.Compose([T.Resize(resize, mode), T.CenterCrop(size), *finish])
     if task == "reid":
         if train:
-            return T.Compose([T.Resize(size), T.RandomHorizontalFlip(flip_prob), T.Pad(padding), T.RandomCrop(size),
+            return T.Compose([T.Resize(size, mode), T.RandomHorizontalFlip(flip_prob), T.Pad(padding), T.RandomCrop(size),
                               *finish, T.RandomErasing(p=erasing_prob, value=0)])
-        return T.Compose([T.Resize(size), *finish])
+        return T.Compose([T.Resize(size, mode), *finish])
     raise ConfigError(f"task '{task}' is not one of fgvc, reid")

@@ -2,14 +2,16 @@
 
 ``L = ½ · Σ_b (exp(−w_b)·L_b + w_b)`` over the branches b ∈ {SA, GLCA, PWCA} (Kendall et al. 2018,
 in the form FairMOT uses), with ``w_b`` learnable scalars that start at 0 and get no weight
-decay.  ``L_b`` is cross-entropy (optional label smoothing) for FGVC, and for Re-ID
-cross-entropy on the BNNeck logits plus a batch-hard triplet loss (margin 0.3) on the feature
-before the BNNeck.
+decay.  ``L_b`` is cross-entropy for FGVC ("standard cross-entropy"), and for Re-ID
+cross-entropy on the BNNeck logits plus a batch-hard triplet loss on the feature before the
+BNNeck — by default as TransReID's ViT configs, whose settings the paper's Re-ID experiments
+follow: no label smoothing and the soft-margin triplet loss; label smoothing and a hard margin
+(e.g. 0.3) are options.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +27,11 @@ def uncertainty_weighted(losses: Mapping[str, torch.Tensor], weights: Mapping[st
     return 0.5 * sum(torch.exp(-weights[b]) * loss + weights[b] for b, loss in losses.items())
 
 
-def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: Optional[float] = None) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans et al. 2017) on Euclidean distances.
 
-    For every anchor: its farthest positive and nearest negative in the batch,
+    For every anchor: its farthest positive and nearest negative in the batch, then
+    ``mean(log(1 + exp(d(a, p) − d(a, n))))`` (soft margin, ``margin=None``) or
     ``mean(max(0, d(a, p) − d(a, n) + margin))``.  Anchors without a positive or a negative in
     the batch are left out; a batch with no valid anchor gives 0 (still connected to the graph).
     """
@@ -42,7 +45,8 @@ def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: fl
         return features.sum() * 0.0
     hardest_positive = distances.masked_fill(~positive, float("-inf")).amax(dim=1)
     hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
-    losses = F.relu(hardest_positive - hardest_negative + margin)
+    gap = hardest_positive - hardest_negative
+    losses = F.softplus(gap) if margin is None else F.relu(gap + margin)
     return losses[valid].mean()
 
 
@@ -57,8 +61,8 @@ class DCALLoss(nn.Module):
     Args:
         task: ``"fgvc"`` (cross-entropy) or ``"reid"`` (cross-entropy + triplet).
         branches: the branches trained (those the model produces).
-        label_smoothing: for the cross-entropy.
-        triplet_margin: Re-ID only.
+        label_smoothing: for the cross-entropy (0: none, as the paper).
+        triplet_margin: Re-ID only; ``None``: soft margin (TransReID's ``NO_MARGIN: True``).
     """
 
     def __init__(
@@ -66,7 +70,7 @@ class DCALLoss(nn.Module):
         task: str = "fgvc",
         branches: Sequence[str] = BRANCHES,
         label_smoothing: float = 0.0,
-        triplet_margin: float = 0.3,
+        triplet_margin: Optional[float] = None,
     ):
         super().__init__()
         if task not in ("fgvc", "reid"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from dcal.config import Config
@@ -12,23 +14,40 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
     """``dcal.create_model`` with the config's ``model`` section and input size.
 
     ``pretrained`` overrides ``model.pretrained`` (a checkpoint being loaded needs no backbone
-    weights, so :func:`dcal.engine.checkpoint.load_model` passes ``False``).
+    weights, so :func:`dcal.engine.checkpoint.load_model` passes ``False``).  Left at ``None``,
+    ``model.init_from`` (when set) then loads a trained dcal model instead of the backbone weights
+    (:mod:`dcal.engine.init_from`) and prints what it loaded and re-initialised; passing
+    ``pretrained=False`` (a checkpoint or a resumed run supplies every weight) skips it.
     """
     from dcal import create_model
 
     m = config.model
-    return create_model(
+    initialise = pretrained is None and m.init_from is not None
+    model = create_model(
         m.backbone,
         num_classes,
         task=config.task,
         img_size=tuple(config.data.img_size),
-        pretrained=m.pretrained if pretrained is None else pretrained,
+        pretrained=False if initialise else m.pretrained if pretrained is None else pretrained,
         glca_ratio=m.glca_ratio,
         pwca_blocks=m.pwca_blocks,
         glca=m.glca,
+        glca_readout=m.glca_readout,
+        glca_selection=m.glca_selection,
+        neck_feat=m.neck_feat,
         drop_path_rate=m.drop_path_rate,
         **m.timm_kwargs,
     )
+    model.set_grad_checkpointing(m.grad_checkpointing)
+    if initialise:
+        from dcal.engine.init_from import init_from
+
+        report = init_from(model, m.init_from)
+        if int(os.environ.get("RANK", "0")) == 0:
+            ignored = f"\n  model.pretrained={m.pretrained!r} is not loaded: every backbone weight comes from the file" \
+                if m.pretrained else ""
+            print(report.summary() + ignored, flush=True)
+    return model
 
 
 def sync_batchnorm(model, config: Config, context):

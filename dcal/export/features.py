@@ -18,7 +18,7 @@ key                 dtype       content
 ``labels``          int64       (n,) FGVC class index; Re-ID identity as the dataset writes it
 ``cameras``         int64       (n,) Re-ID camera index (0-based); -1 for FGVC
 ``paths``           str         (n,) image files
-``scores``          float32     (n, C) FGVC only: mean of the SA and GLCA softmax
+``scores``          float32     (n, C) FGVC only: softmax(SA) + softmax(GLCA) (:mod:`dcal.model.inference`)
 ``metadata``        str         0-d, JSON: task, split, dataset, checkpoint, feature description,
                                 class_names (FGVC)
 ==================  ==========  ===============================================================
@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dcal.errors import DCALError
+from dcal.model.inference import fgvc_scores
 
 FEATURE_DESCRIPTIONS = {
     "reid": "concat(SA, GLCA) features after BNNeck, L2-normalised (the model's inference output)",
@@ -122,9 +123,8 @@ def batch_features(model, images: torch.Tensor):
     if model.task == "reid":
         return model(images).float().cpu(), None
     out = model.forward_branches(images)
-    branches = [b for b in ("sa", "glca") if b in out]
-    feats = torch.cat([out[b]["feat"] for b in branches], dim=1).float().cpu()
-    return feats, (sum(out[b]["logits"].float().softmax(1) for b in branches) / len(branches)).cpu()
+    feats = torch.cat([out[b]["feat"] for b in ("sa", "glca") if b in out], dim=1).float().cpu()
+    return feats, fgvc_scores(out).cpu()
 
 
 def euclidean_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:

@@ -1,12 +1,13 @@
 """ONNX export of the inference model (SA + GLCA; PWCA exists only in training, paper §3.3).
 
-The exported graph is ``model(images)`` in eval mode: for FGVC the class scores
-``softmax(SA logits) + softmax(GLCA logits)`` (§3.4; in [0, 2], divide by 2 for probabilities),
-for Re-ID the L2-normalised concatenation of the SA and GLCA features after BN.  The input
-``images`` is ``(batch, 3, height, width)``, float32, normalised with the ImageNet mean and std
-(the test transform's output); the batch axis is dynamic.  The output is named ``scores`` (FGVC)
-or ``features`` (Re-ID).  The task, class names, input size, mean and std are stored as the ONNX
-model's metadata (``onnx.load(path).metadata_props``), so the file is usable on its own.
+The exported graph is ``model(images)`` in eval mode, i.e. :mod:`dcal.model.inference`: for FGVC
+the class scores ``softmax(SA logits) + softmax(GLCA logits)`` (§3.4; in [0, 2]), for Re-ID the
+L2-normalised concatenation of the SA and GLCA features (before the BNNecks unless the model was
+trained with ``neck_feat="after"``).  The input ``images`` is ``(batch, 3, height, width)``,
+float32, normalised with the checkpoint's mean and std (the test transform's output); the batch
+axis is dynamic.  The output is named ``scores`` (FGVC) or ``features`` (Re-ID).  The task, class
+names, input size, mean, std and resize interpolation are stored as the ONNX model's metadata
+(``onnx.load(path).metadata_props``), so the file is usable on its own.
 
 Exporter: torch's ``torch.export``-based exporter (``dynamo=True``, the default since torch 2.9,
 with ``onnxscript``).  The TorchScript exporter (``dynamo=False``) also works on this model and is

@@ -23,6 +23,7 @@ import torch
 from dcal.config import Config
 from dcal.data.image_dataset import load_image
 from dcal.errors import CheckpointError, DatasetError
+from dcal.model.inference import fgvc_scores
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -77,8 +78,8 @@ class TrainedModel:
     @torch.no_grad()
     def branches(self, images: Sequence, batch_size: int = 32) -> list:
         """Per image a dict: ``rollout`` (rows x cols float array over the patch grid),
-        ``selected`` (GLCA's patch indices, empty without GLCA) and, for FGVC, ``scores`` (the mean
-        of the SA and GLCA softmax, or the SA softmax alone without GLCA)."""
+        ``selected`` (GLCA's patch indices, empty without GLCA) and, for FGVC, ``scores`` (the
+        model's inference scores, softmax(SA) + softmax(GLCA): :func:`dcal.model.inference.fgvc_scores`)."""
         results = []
         for start in range(0, len(images), batch_size):
             out = self.model.forward_branches(self.batch(images[start : start + batch_size]))
@@ -86,8 +87,7 @@ class TrainedModel:
             selected = out["selected"] if "glca" in out else None  # without GLCA nothing was selected
             scores = None
             if self.task == "fgvc":
-                probabilities = [out[b]["logits"].float().softmax(1) for b in ("sa", "glca") if b in out]
-                scores = (sum(probabilities) / len(probabilities)).cpu().numpy()
+                scores = fgvc_scores(out).cpu().numpy()
             for i in range(rollout.shape[0]):
                 results.append(
                     {

@@ -113,7 +113,7 @@ def attention_figures(trained, images: Sequence[Image.Image], captions: Optional
                       boxes: Optional[Sequence] = None) -> list:
     """One :func:`attention_panel` per image for a :class:`~dcal.export.trained_model.TrainedModel`.
 
-    FGVC captions end with the predicted class and its score (mean of the SA and GLCA softmax);
+    FGVC captions end with the predicted class and its score (softmax(SA) + softmax(GLCA), in [0, 2]);
     ``boxes[i]`` (``(x, y, w, h)`` in image pixels, or ``None``) is drawn in white on the left tile —
     the true part on the synthetic FGVC set, against which the pointing game scores the rollout.
     """

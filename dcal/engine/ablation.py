@@ -1,0 +1,196 @@
+"""The paper's ablations for any config: each variant trained for each seed as an ordinary run.
+
+A variant is a list of ``key=value`` overrides on the config (paper §4.3, Tables 5–7):
+
+=============== ===========================================================================
+``baseline``    the plain ViT: no GLCA, no PWCA
+``glca``        GLCA only (its queries chosen by rollout)
+``pwca``        PWCA only
+``dcal``        GLCA and PWCA: the method
+``dcal_random`` DCAL with GLCA's queries drawn at random (the paper's random-query control)
+``dcal_last``   DCAL with GLCA's queries from the last block's attention alone, without rollout
+``dcal_cls``    DCAL with the class-token readout of GLCA, which ignores the selection
+=============== ===========================================================================
+
+:func:`run_ablation` trains ``DIR/<variant>-s<seed>/`` for each pair, skips runs that already
+finished, resumes unfinished ones (an interrupted ablation continues where it stopped), and writes
+``DIR/ablation.json`` and ``DIR/ablation.md`` after every run.  ``ablation.json``:
+``{"metric": "top1" | "mAP", "variants": {NAME: {"overrides": [...], "runs": [{"seed": S,
+"run_dir": ..., "metrics": {...final evaluation...}}], "mean": float, "std": float}}}``; ``std``
+is the sample standard deviation over the seeds (0 with one seed).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from dcal.config import Config, load_config
+from dcal.engine import run_folder
+from dcal.errors import ConfigError
+
+PWCA_VARIANTS = ("pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
+GLCA_SETTINGS = {
+    "glca": ("rollout", "local"), "dcal": ("rollout", "local"), "dcal_random": ("random", "local"),
+    "dcal_last": ("last", "local"), "dcal_cls": ("rollout", "cls"),
+}
+VARIANTS = ("baseline", "glca", "pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
+DEFAULT_VARIANTS = VARIANTS[:5]
+
+
+def variant_overrides(variant: str, config: Config) -> list[str]:
+    """The overrides that turn ``config`` into ``variant``.  Variants with PWCA keep the config's
+    ``model.pwca_blocks`` unless it is 0, which becomes the paper's T (``null``)."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown ablation variant {variant!r}; the variants are {', '.join(VARIANTS)}")
+    overrides = []
+    if variant in GLCA_SETTINGS:
+        selection, readout = GLCA_SETTINGS[variant]
+        overrides += ["model.glca=true", f"model.glca_selection={selection}", f"model.glca_readout={readout}"]
+    else:
+        overrides.append("model.glca=false")
+    if variant not in PWCA_VARIANTS:
+        overrides.append("model.pwca_blocks=0")
+    elif config.model.pwca_blocks == 0:
+        overrides.append("model.pwca_blocks=null")
+    return overrides
+
+
+def parse_variants(text: Optional[str]) -> list[str]:
+    """``"a,b,..."`` as a list of known variants (default: the first five)."""
+    if not text:
+        return list(DEFAULT_VARIANTS)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in VARIANTS:
+            raise ConfigError(f"--variants: unknown variant {name!r}; the variants are {', '.join(VARIANTS)}")
+    return names
+
+
+def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out_dir=None,
+                 overrides: Sequence[str] = (), train: Optional[Callable] = None, log=print) -> dict:
+    """Train every (variant, seed) not yet finished and return the ``ablation.json`` content.
+
+    ``train(config, run_dir, resume)`` trains one run (default: :func:`dcal.engine.trainer.train`
+    in this process on the config's device).
+    """
+    base = load_config(config_path, overrides)
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"{base.name}-ablation"
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    if train is None:
+        train = _train_here(base)
+    previous = _read_previous(out_dir)
+    metric = "top1" if base.task == "fgvc" else "mAP"  # the test metric (never the validation one)
+    result = {"metric": metric, "variants": {}}
+    for variant in variants:
+        variant_args = variant_overrides(variant, base)
+        entry = {"overrides": variant_args, "runs": []}
+        result["variants"][variant] = entry
+        for seed in seeds:
+            run_dir = out_dir / f"{variant}-s{seed}"
+            config = load_config(config_path, [*overrides, *variant_args, f"train.seed={seed}"])
+            config.data.root = str(Path(config.data.root).expanduser().resolve())
+            state = run_folder.run_state(run_dir)
+            progress = run_folder.read_progress(run_dir) if state != "absent" else None
+            timing = previous.get((variant, seed), {})
+            if progress is not None and progress.finished(config.train.epochs):
+                log(f"ablation: {run_dir} is finished; not trained again")
+            else:
+                resume = state != "absent"
+                log(f"ablation: {'resuming' if resume else 'training'} {variant}, seed {seed} in {run_dir}")
+                wall, cpu = time.perf_counter(), time.process_time()
+                train(config, run_dir, resume)
+                timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+            entry["runs"].append({"seed": seed, "run_dir": str(run_dir), "metrics": final_metrics(run_dir, config), **timing})
+            _summarise(entry, metric)
+            write_reports(result, out_dir)
+    return result
+
+
+def final_metrics(run_dir, config: Config) -> dict:
+    """The last evaluation of ``run_dir`` (the last line of its ``metrics.jsonl``, at the final epoch)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+        if path.is_file() else []
+    final = [r for r in records if r.get("epoch") == config.train.epochs]
+    if not final:
+        raise run_folder.RunFolderError(f"{path} has no evaluation of the final epoch {config.train.epochs}")
+    return final[-1]
+
+
+def write_reports(result: dict, out_dir) -> None:
+    """``ablation.json`` and ``ablation.md`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "ablation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (out_dir / "ablation.md").write_text(markdown_table(result), encoding="utf-8")
+
+
+def markdown_table(result: dict) -> str:
+    """Per variant: mean ± std and every seed's value of the main metric, the per-branch top-1
+    (FGVC), Rank-1 (Re-ID) and the pointing game where the data has boxes."""
+    metric = result["metric"]
+    runs = [run for entry in result["variants"].values() for run in entry["runs"]]
+    columns = [("top1_sa", "SA top-1"), ("top1_glca", "GLCA top-1")] if metric == "top1" else [("rank1", "Rank-1")]
+    if any(run["metrics"].get("pointing_game") is not None for run in runs):
+        columns.append(("pointing_game", "pointing game"))
+    name = "top-1 (%)" if metric == "top1" else "mAP (%)"
+    lines = [f"| variant | {name}, mean ± std | per seed | " + " | ".join(label for _, label in columns) + " |",
+             "|---" * (3 + len(columns)) + "|"]
+    for variant, entry in result["variants"].items():
+        values = [run["metrics"].get(metric) for run in entry["runs"]]
+        per_seed = ", ".join(f"s{run['seed']}: {_fmt(v)}" for run, v in zip(entry["runs"], values))
+        cells = [_mean_std([run["metrics"].get(key) for run in entry["runs"]]) for key, _ in columns]
+        lines.append(f"| {variant} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | {per_seed} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("std: sample standard deviation over the seeds. Per-branch columns: mean ± std.")
+    return "\n".join(lines) + "\n"
+
+
+def _summarise(entry: dict, metric: str) -> None:
+    values = [run["metrics"][metric] for run in entry["runs"] if run["metrics"].get(metric) is not None]
+    entry["mean"] = statistics.fmean(values) if values else None
+    entry["std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _mean_std(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {std:.2f}"
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _read_previous(out_dir: Path) -> dict:
+    """Timings of runs recorded by an earlier invocation, by (variant, seed)."""
+    path = out_dir / "ablation.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+    return {(variant, run["seed"]): {k: run[k] for k in ("wall_s", "cpu_s") if k in run}
+            for variant, entry in data.get("variants", {}).items() for run in entry.get("runs", [])}
+
+
+def _train_here(base: Config) -> Callable:
+    from dcal.engine import distributed
+    from dcal.engine.trainer import train
+
+    context = distributed.setup(base.train.device, base.train.threads)
+    if context.distributed:
+        raise ConfigError("dcal ablate runs its trainings one after another in one process; launch it without torchrun")
+
+    def train_one(config: Config, run_dir: Path, resume: bool) -> None:
+        train(config, run_dir, resume=resume, context=context)
+
+    return train_one
