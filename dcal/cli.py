@@ -17,6 +17,7 @@ from dcal.errors import DCALError
 COMMANDS = {
     "train": ("dcal.commands.train", "train a DCAL model (default: the synthetic FGVC demo on the CPU)"),
     "eval": ("dcal.commands.evaluate", "evaluate a checkpoint"),
+    "ablate": ("dcal.commands.ablate", "train the paper's ablation variants over seeds and tabulate them"),
     "data": ("dcal.commands.data", "check a dataset download: images, classes or identities, cameras per split"),
     "demo-data": ("dcal.commands.demo_data", "write the synthetic FGVC or Re-ID dataset"),
     "visualize": ("dcal.commands.visualize", "draw attention rollout and GLCA selections over images"),

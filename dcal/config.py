@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import typing
@@ -42,8 +43,13 @@ class ModelConfig:
     backbone: str = "vit_tiny_patch16_224"  # any timm VisionTransformer name
     pretrained: Union[bool, str] = False  # True: timm's weights by name; a path: a local weights file
     glca: bool = True  # global-local cross-attention branch (Sec. 3.2)
-    glca_ratio: Optional[float] = None  # R, share of patch tokens GLCA attends from; None: 0.1 FGVC, 0.3 Re-ID
-    pwca_blocks: int = 4  # T, the leading blocks with PWCA (Sec. 3.3; the paper: 12), at most the depth; 0: off
+    glca_ratio: Optional[float] = None  # R, share of patch tokens GLCA queries; None: the paper's 0.1 FGVC, 0.3 Re-ID
+    glca_selection: str = "rollout"  # GLCA's queries: rollout (Sec. 3.2), last (last block's attention only), random
+    glca_readout: str = "local"  # local: mean of GLCA's selected-token outputs; cls: class token (ignores the selection)
+    pwca_blocks: Optional[int] = None  # T, the leading blocks with PWCA (Sec. 3.3); None: the paper's 12, capped at the depth; 0: off
+    neck_feat: str = "before"  # Re-ID test feature: before or after the BNNecks (TransReID: before)
+    grad_checkpointing: bool = False  # recompute each block in the backward pass (less memory, more time)
+    init_from: Optional[str] = None  # a dcal checkpoint or .safetensors to start from (heads of another class count re-initialised)
     drop_path_rate: float = 0.1  # stochastic depth
     timm_kwargs: dict = field(  # passed to timm.create_model (e.g. a small ViT for the demo)
         default_factory=lambda: {"patch_size": 8, "embed_dim": 128, "depth": 4, "num_heads": 4}
@@ -57,12 +63,16 @@ class DataConfig:
     dataset: str = "cub200"  # a name in dcal.data.catalog (the synthetic demos use the CUB and Market layouts)
     root: str = "data/demo-fgvc"  # the dataset's folder (`dcal demo-data` writes the synthetic ones)
     synthetic: bool = True  # write the synthetic demo set (of the task) to root first if it is not there
+    synthetic_options: dict = field(default_factory=dict)  # passed to the synthetic writer (FGVC: train_per_class, test_per_class)
     options: dict = field(default_factory=dict)  # parser options of the dataset (e.g. MSMT17's val split)
     train_split: Optional[str] = None  # None: the dataset's own (train; trainval for FGVC-Aircraft)
     test_split: Optional[str] = None  # FGVC evaluation split; None: test (Re-ID evaluates query vs gallery)
     val_split: Optional[str] = None  # an official validation split (FGVC, e.g. aircraft's val): picks best.pt
     val_fraction: Optional[float] = None  # hold out this share of the training set to pick best.pt (Re-ID: of its identities)
     img_size: list = field(default_factory=lambda: [64, 64])  # network input, [height, width]
+    mean: Optional[list] = None  # input normalisation mean; None: the backbone's (timm's pretrained config)
+    std: Optional[list] = None  # input normalisation std; None: the backbone's
+    interpolation: Optional[str] = None  # resize interpolation (bilinear, bicubic, ...); None: the backbone's
     resize_size: Optional[list] = field(default_factory=lambda: [64, 64])  # resize before cropping, [height, width]; None: the transform's default
     padding: int = 10  # Re-ID training: pad before the random crop
     erasing_prob: float = 0.5  # Re-ID training: random erasing probability
@@ -111,7 +121,7 @@ class LossConfig:
     """The per-branch losses, combined with uncertainty weighting (Sec. 3.4)."""
 
     label_smoothing: float = 0.0
-    triplet_margin: float = 0.3  # Re-ID hard-mining triplet loss
+    triplet_margin: Optional[float] = None  # Re-ID batch-hard triplet loss; None: soft margin log(1 + exp(d_ap - d_an)), as TransReID
 
 
 @dataclass
@@ -122,6 +132,7 @@ class EvalConfig:
     metric: str = "euclidean"  # Re-ID distance: euclidean or cosine
     re_ranking: bool = False  # Re-ID k-reciprocal re-ranking
     flip: bool = False  # test-time horizontal flip: FGVC mean of the scores, Re-ID sum of the features
+    datasets: list = field(default_factory=list)  # more test sets of the task, each {dataset, root, options, name}; metrics under "<name>/" (name: the dataset)
 
 
 @dataclass
@@ -143,6 +154,9 @@ class Config:
 
 CHOICES = {
     "task": ("fgvc", "reid"),
+    "model.glca_selection": ("rollout", "last", "random"),
+    "model.glca_readout": ("local", "cls"),
+    "model.neck_feat": ("before", "after"),
     "train.device": ("auto", "cpu", "cuda"),
     "eval.metric": ("euclidean", "cosine"),
 }
@@ -393,5 +407,8 @@ def _patch_size(model) -> tuple:
     raise ConfigError(f"config key 'model.timm_kwargs' patch_size must be a positive int or [height, width], got {value!r}")
 
 
+@functools.lru_cache(maxsize=None)
 def _hints(cls) -> dict:
+    """The resolved annotations of a section class (cached: resolving them is slow, and every key
+    of every config read looks them up)."""
     return typing.get_type_hints(cls)

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from dcal.config import apply_overrides, load_config
+from dcal.data.input_config import with_input_config
 from dcal.errors import ConfigError
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
@@ -69,6 +70,7 @@ def run(args) -> int:
         run_folder.refuse_existing_run(run_dir)
 
     config.data.root = str(Path(config.data.root).expanduser().resolve())  # the saved config works from any folder
+    config = with_input_config(config)  # the backbone's mean, std and interpolation, stored with the run
     if args.resume:
         differences = run_folder.config_differences(saved, config)
         run_folder.check_resume_changes(run_dir, differences, args.allow_changes)

@@ -1,8 +1,9 @@
 """The datasets, samplers and loaders a :class:`~dcal.config.Config` describes, for training and evaluation.
 
 - :func:`load_splits` parses ``data.dataset`` at ``data.root`` (writing the synthetic demo set
-  into it first when ``data.synthetic`` is on and it is not there yet) and checks that the
-  dataset's task is the config's.
+  into it first when ``data.synthetic`` is on and it is not there yet), checks that the
+  dataset's task is the config's, and adds the validation split of ``data.val_split`` or
+  ``data.val_fraction`` (:mod:`dcal.data.validation`; :func:`validation_sets` gives its datasets).
 - :func:`build_eval_data` gives the test-time :class:`~dcal.data.image_dataset.ImageDataset` of a
   split (FGVC: ``test``; Re-ID: ``query`` and ``gallery``) — what ``dcal eval``, ``dcal predict``
   and the visualisations use.
@@ -18,6 +19,7 @@ on CUDA the loaders pin their batches for non-blocking copies.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,18 +32,24 @@ from dcal.data.layout import SYNTHETIC_MARKER
 from dcal.data.image_dataset import ImageDataset, collate_skipping_corrupt
 from dcal.data.records import DatasetSplits
 from dcal.data.samplers import IdentitySampler, ShardedEvalSampler, ShuffleSampler
+from dcal.data.input_config import resolve_input_config
 from dcal.data.transforms import build_transforms
 from dcal.engine.interrupts import ignore_stop_signals
+from dcal.data.validation import validation_split_names, with_validation
 from dcal.errors import ConfigError, DatasetError
 
 
-def write_synthetic(task: str, root) -> None:
-    """Write the synthetic FGVC (CUB layout) or Re-ID (Market-1501 layout) demo set into ``root``."""
+def write_synthetic(task: str, root, options: dict | None = None) -> None:
+    """Write the synthetic FGVC (CUB layout) or Re-ID (Market-1501 layout) demo set into ``root``;
+    ``options`` (``data.synthetic_options``) go to the writer as keyword arguments."""
     if task == "fgvc":
         from dcal.data.synthetic_fgvc import write_fgvc_demo as write
     else:
         from dcal.data.synthetic_reid import write_reid_demo as write
-    write(root)
+    try:
+        write(root, **(options or {}))
+    except TypeError as error:
+        raise ConfigError(f"data.synthetic_options {options!r} are not options of the synthetic {task} set: {error}") from None
 
 
 def load_splits(config: Config) -> DatasetSplits:
@@ -54,8 +62,22 @@ def load_splits(config: Config) -> DatasetSplits:
     if d.synthetic:  # the writers return at once when root already holds a complete set
         if not any(Path(d.root).glob(f"*/{SYNTHETIC_MARKER}")):
             print(f"writing the synthetic {config.task} demo set to {d.root}", flush=True)
-        write_synthetic(config.task, d.root)
-    return load_dataset(d.dataset, d.root, **d.options)
+        write_synthetic(config.task, d.root, d.synthetic_options)
+    splits = load_dataset(d.dataset, d.root, **d.options)
+    train_split = d.train_split or splits.train_split
+    _check_split(train_split, splits, "data.train_split")
+    return with_validation(splits, train_split, d.val_split, d.val_fraction, config.train.seed)
+
+
+def validation_sets(config: Config, splits: DatasetSplits) -> dict:
+    """The validation datasets (``data.val_split`` / ``data.val_fraction``) keyed as
+    :func:`dcal.engine.evaluator.evaluate` takes them — ``{"test": ...}`` or ``{"query": ..., "gallery": ...}`` —
+    or ``{}`` without validation."""
+    if config.data.val_split is None and config.data.val_fraction is None:
+        return {}
+    names = validation_split_names(config.task)
+    keys = ("test",) if config.task == "fgvc" else ("query", "gallery")
+    return {key: build_eval_data(config, name, splits) for key, name in zip(keys, names)}
 
 
 def eval_split_names(config: Config, splits: DatasetSplits) -> tuple:
@@ -73,9 +95,45 @@ def build_eval_data(config: Config, split: str, splits: DatasetSplits | None = N
     return ImageDataset(splits.splits[split], eval_transform(config), skip_corrupt=False)
 
 
+EXTRA_DATASET_KEYS = ("dataset", "root", "options", "name")
+
+
+def extra_eval_data(config: Config, num_classes: int | None = None) -> dict:
+    """The test sets of ``eval.datasets`` as ``{name: datasets}``, each ``datasets`` keyed as
+    :func:`dcal.engine.evaluator.evaluate` takes them (``{"test": ...}`` or ``{"query": ..., "gallery": ...}``).
+
+    Each entry is a mapping ``{dataset, root, options (optional), name (optional, default: the
+    dataset)}``; the dataset must be of the config's task and, for FGVC, have ``num_classes``
+    classes (the model's classifier is scored on it).  Nothing is written to ``root``.
+    """
+    sets = {}
+    for position, entry in enumerate(config.eval.datasets):
+        key = f"eval.datasets[{position}]"
+        if not isinstance(entry, dict) or not {"dataset", "root"} <= set(entry) or set(entry) - set(EXTRA_DATASET_KEYS):
+            raise ConfigError(f"{key}: expected a mapping with keys dataset and root (and optionally options, name), "
+                              f"got {entry!r}")
+        name = str(entry.get("name", entry["dataset"]))
+        if name in sets:
+            raise ConfigError(f"{key}: a second test set named {name!r}; give each entry its own name")
+        if dataset_task(entry["dataset"]) != config.task:
+            raise ConfigError(f"{key}: {entry['dataset']!r} is a {dataset_task(entry['dataset'])} dataset, "
+                              f"but task={config.task!r}")
+        extra = copy.deepcopy(config)
+        extra.data.dataset, extra.data.root, extra.data.synthetic = entry["dataset"], str(entry["root"]), False
+        extra.data.options = dict(entry.get("options") or {})
+        extra.data.train_split = extra.data.test_split = extra.data.val_split = extra.data.val_fraction = None
+        splits = load_dataset(extra.data.dataset, extra.data.root, **extra.data.options)
+        if config.task == "fgvc" and num_classes is not None and splits.num_classes != num_classes:
+            raise ConfigError(f"{key}: {entry['dataset']} at {entry['root']} has {splits.num_classes} classes, "
+                              f"the model {num_classes}; an FGVC model can only be scored on its own classes")
+        sets[name] = {split: build_eval_data(extra, split, splits) for split in splits.eval_splits}
+    return sets
+
+
 def eval_transform(config: Config):
-    """The test-time transform of ``config`` (FGVC: resize, centre crop; Re-ID: resize), DESIGN §2."""
-    return build_transforms(config.task, False, tuple(config.data.img_size), _resize(config))
+    """The test-time transform of ``config`` (FGVC: resize, centre crop; Re-ID: resize), normalised
+    with the backbone's statistics (:func:`dcal.data.input_config.resolve_input_config`)."""
+    return build_transforms(config.task, False, tuple(config.data.img_size), _resize(config), **_statistics(config))
 
 
 def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1, *,
@@ -156,7 +214,7 @@ def build_train_data(config: Config, rank: int = 0, world_size: int = 1, splits:
     else:
         sampler = ShuffleSampler(len(records), t.seed, rank, world_size, drop_last=True)
     transform = build_transforms(config.task, True, tuple(d.img_size), _resize(config),
-                                 padding=d.padding, erasing_prob=d.erasing_prob)
+                                 padding=d.padding, erasing_prob=d.erasing_prob, **_statistics(config))
     dataset = SeededDataset(ImageDataset(records, transform, skip_corrupt=d.skip_corrupt), t.seed)
     if len(sampler) < micro_batch:
         raise ConfigError(
@@ -213,6 +271,11 @@ def _mix(*numbers: int) -> int:
 def _check_split(split: str, splits: DatasetSplits, key: str) -> None:
     if split not in splits.splits:
         raise ConfigError(f"{key}={split!r}: {splits.name} has splits {', '.join(splits.splits)}")
+
+
+def _statistics(config: Config) -> dict:
+    resolved = resolve_input_config(config)
+    return {"mean": resolved.mean, "std": resolved.std, "interpolation": resolved.interpolation}
 
 
 def _resize(config: Config):

@@ -7,8 +7,12 @@
   rollout maximum (:mod:`dcal.evaluation.localization`): ``pointing_game``,
   ``pointing_game_chance`` (percent) and ``pointing_game_images``, from the same forward pass.
 - Re-ID (Sec. 4.2): features are the model's inference output (L2-normalised concatenation of the
-  SA and GLCA features after BN); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`.
-  Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
+  SA and GLCA features); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`, computed on
+  the model's device.  Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
+
+``eval.flip`` adds each image's horizontal mirror (the paper tests on the single image, so it is
+off by default): FGVC averages the two views' softmax scores per branch; Re-ID adds the two views'
+features before the L2 normalisation.
 
 Re-ID metrics also carry ``gallery_exclusion``: ``"same_camera"`` (gallery items of the query's
 identity and camera are left out) or, for data without camera ids, ``"query_image"`` (only the query
@@ -30,6 +34,7 @@ from dcal.engine.distributed import DistributedContext, all_gather_objects, broa
 from dcal.evaluation.camera_filter import QUERY_IMAGE, exclusion_groups
 from dcal.evaluation.classification import topk_accuracy
 from dcal.evaluation.localization import PointingGameResult, has_boxes, record_pointing
+from dcal.model.inference import fgvc_scores, reid_features
 
 
 @torch.no_grad()
@@ -50,23 +55,31 @@ def evaluate(model, datasets: dict, config: Config, context: DistributedContext 
 
 
 def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) -> dict:
-    indices, sa, glca, targets, hits, chance = [], [], [], [], [], []
+    indices, combined, sa, glca, targets, hits, chance = [], [], [], [], [], [], []
     boxes = has_boxes(dataset)
-    for batch in eval_loader(dataset, config, context.rank, context.world_size):
-        out = model.forward_branches(batch["image"].to(context.device))
+    for batch in eval_loader(dataset, config, context.rank, context.world_size, pin_memory=context.device.type == "cuda"):
+        images = batch["image"].to(context.device, non_blocking=True)
+        out = model.forward_branches(images)
         indices.append(batch["index"])
         targets.append(batch["target"])
-        sa.append(out["sa"]["logits"].float().cpu())
-        if "glca" in out:
-            glca.append(out["glca"]["logits"].float().cpu())
+        scores, (sa_scores, glca_scores) = fgvc_scores(out), _branch_scores(out)
+        if config.eval.flip:  # the mean of the image's and its mirror's class scores, per branch
+            mirror = model.forward_branches(images.flip(3))
+            sa_mirror, glca_mirror = _branch_scores(mirror)
+            scores = (scores + fgvc_scores(mirror)) / 2
+            sa_scores = (sa_scores + sa_mirror) / 2
+            glca_scores = None if glca_scores is None else (glca_scores + glca_mirror) / 2
+        combined.append(scores.cpu())
+        sa.append(sa_scores.cpu())
+        if glca_scores is not None:
+            glca.append(glca_scores.cpu())
         if boxes:
             records = [dataset.records[i] for i in batch["index"].tolist()]
             batch_hits, batch_chance = record_pointing(out["rollout"].cpu(), model.grid_size, dataset.transform, records)
             hits.append(batch_hits)
             chance.append(batch_chance)
-    columns = [targets, sa, glca, hits, chance]
-    index, (targets, sa, glca, hits, chance) = _gather(indices, columns, len(dataset), context)
-    combined = sa.softmax(1) + glca.softmax(1) if len(glca) else sa.softmax(1)
+    columns = [targets, combined, sa, glca, hits, chance]
+    index, (targets, combined, sa, glca, hits, chance) = _gather(indices, columns, len(dataset), context)
     metrics = {"num_images": len(index)}
     for name, scores in (("", combined), ("_sa", sa), ("_glca", glca)):
         accuracy = topk_accuracy(scores, targets) if len(scores) else {1: None, 5: None}
@@ -80,13 +93,31 @@ def _evaluate_reid(model, query, gallery, config: Config, context: DistributedCo
     features = {name: _reid_features(model, dataset, config, context) for name, dataset in (("query", query), ("gallery", gallery))}
     metrics = None
     if context.is_main:
-        metrics = reid_scores(features["query"], features["gallery"], query.records, gallery.records, config)
+        metrics = reid_scores(features["query"], features["gallery"], query.records, gallery.records, config,
+                              device=context.device)
         metrics["num_images"] = len(query) + len(gallery)
     return broadcast_object(metrics, context)
 
 
-def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
-    """mAP, mINP and CMC (percent) of query features against gallery features."""
+def _branch_scores(out: dict):
+    """softmax(SA logits) and softmax(GLCA logits) (None without GLCA) of ``forward_branches`` output."""
+    glca = out["glca"]["logits"].float().softmax(1) if "glca" in out else None
+    return out["sa"]["logits"].float().softmax(1), glca
+
+
+def reid_inference(model, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """The model's L2-normalised Re-ID features of ``images``; with ``flip``, of the sum of the
+    (un-normalised) features of each image and its horizontal mirror."""
+    if not flip:
+        return model(images).float()
+    views = [reid_features(model.forward_branches(x), model.neck_feat, normalize=False).float()
+             for x in (images, images.flip(3))]
+    return torch.nn.functional.normalize(views[0] + views[1], dim=1)
+
+
+def reid_scores(qf, gf, query_records, gallery_records, config: Config, device=None) -> dict:
+    """mAP, mINP and CMC (percent) of query features against gallery features, computed on ``device``
+    (default: the CPU)."""
     from dcal.evaluation import reid_metrics, reid_metrics_from_distances
 
     q_pids = torch.tensor([r.pid for r in query_records])
@@ -96,9 +127,10 @@ def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
     if config.eval.re_ranking:
         from dcal.evaluation import re_ranking_chunks
 
-        result = reid_metrics_from_distances(re_ranking_chunks(qf, gf), q_pids, g_pids, q_cams, g_cams)
+        result = reid_metrics_from_distances(re_ranking_chunks(qf, gf, device=device), q_pids, g_pids, q_cams, g_cams,
+                                             device=device)
     else:
-        result = reid_metrics(qf, gf, q_pids, g_pids, q_cams, g_cams, metric=config.eval.metric)
+        result = reid_metrics(qf, gf, q_pids, g_pids, q_cams, g_cams, metric=config.eval.metric, device=device)
     cmc = result["cmc"]
     return {
         "mAP": 100.0 * float(result["mAP"]),
@@ -113,8 +145,8 @@ def reid_scores(qf, gf, query_records, gallery_records, config: Config) -> dict:
 def _reid_features(model, dataset, config: Config, context: DistributedContext) -> torch.Tensor:
     """The inference features of every image of ``dataset``, in order, on every process."""
     indices, feats = [], []
-    for batch in eval_loader(dataset, config, context.rank, context.world_size):
-        feats.append(model(batch["image"].to(context.device)).float().cpu())
+    for batch in eval_loader(dataset, config, context.rank, context.world_size, pin_memory=context.device.type == "cuda"):
+        feats.append(reid_inference(model, batch["image"].to(context.device, non_blocking=True), config.eval.flip).cpu())
         indices.append(batch["index"])
     _, (features,) = _gather(indices, [feats], len(dataset), context)
     return features
@@ -157,3 +189,15 @@ def _gather(indices: list, columns: list, expected: int, context: DistributedCon
     if len(index) != expected or not torch.equal(index[order], torch.arange(expected)):
         raise RuntimeError(f"evaluation saw {len(index)} images ({index.unique().numel()} distinct) of {expected}")
     return index[order], [m[order] if len(m) else m for m in merged]
+
+
+def evaluate_extra(model, extra_sets: dict, config: Config, context: DistributedContext = DistributedContext()) -> dict:
+    """:func:`evaluate` on each test set of ``eval.datasets`` (``{name: datasets}``, from
+    :func:`dcal.engine.data_setup.extra_eval_data`), its keys prefixed ``<name>/`` (``dukemtmc/mAP``)."""
+    return {f"{name}/{key}": value for name, sets in extra_sets.items()
+            for key, value in evaluate(model, sets, config, context).items()}
+
+
+def unprefixed(metrics: dict, name: str) -> dict:
+    """The metrics of the extra test set ``name`` under their plain keys (``dukemtmc/mAP`` → ``mAP``)."""
+    return {key[len(name) + 1:]: value for key, value in metrics.items() if key.startswith(f"{name}/")}

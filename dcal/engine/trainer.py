@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import random
 import sys
+import warnings
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -35,11 +36,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from dcal.config import Config, save_config
+from dcal.data.input_config import with_input_config
+from dcal.data.image_dataset import CorruptImageWarning
+from dcal.data.verify import drop_undecodable, require_images, undecodable
 from dcal.engine import checkpoint as ckpt
-from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, load_splits, _mix
-from dcal.engine.distributed import DistributedContext, all_gather_objects
+from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, extra_eval_data, load_splits, validation_sets, _mix
+from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.engine import run_folder
-from dcal.engine.evaluator import evaluate
+from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
 from dcal.engine.interrupts import StopSignals, TrainingInterrupted, signal_name
 from dcal.engine.losses import DCALLoss
 from dcal.engine.model_setup import build_model, sync_batchnorm
@@ -47,6 +51,7 @@ from dcal.engine.optimizer import build_optimizer, build_scheduler
 from dcal.engine.param_groups import param_groups
 from dcal.engine.run_log import RunLog
 from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
+from dcal.engine.run_summary import format_summary, run_summary, selection_metric, write_summary
 from dcal.errors import DCALError
 from dcal.model.pairing import distractor_index
 
@@ -72,8 +77,9 @@ class TrainStep(nn.Module):
 
 
 def main_metric(config: Config) -> str:
-    """The metric that decides ``best.pt``: combined top-1 (FGVC) or mAP (Re-ID)."""
-    return "top1" if config.task == "fgvc" else "mAP"
+    """The metric that decides ``best.pt``: combined top-1 (FGVC) or mAP (Re-ID), on the validation
+    set when there is one (``val_top1``, ``val_mAP``; :mod:`dcal.engine.run_summary`)."""
+    return selection_metric(config)
 
 
 @dataclass
@@ -95,6 +101,7 @@ def train(config: Config, run_dir, *, resume: bool = False, context: Distributed
     SIGINT and SIGTERM stop after the optimiser step in progress with its checkpoint written
     (:class:`~dcal.engine.interrupts.TrainingInterrupted`).
     """
+    config = with_input_config(config)  # the backbone's input statistics, stored in config.yaml and checkpoints
     with StopSignals() as stop:
         return _train(config, Path(run_dir), resume, context, stop)
 
@@ -122,11 +129,17 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         torch.distributed.barrier()
         splits = splits or load_splits(config)
     data = build_train_data(config, context.rank, context.world_size, splits)
+    eval_skipped = _drop_unreadable_eval_images(config, splits, context)  # data.skip_corrupt: counted, not scored
+    require_images(splits, eval_split_names(config, splits))
     eval_sets = {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
+    val_sets = validation_sets(config, splits)  # {} without data.val_split / data.val_fraction
+    extra_sets = extra_eval_data(config, splits.num_classes)  # eval.datasets: scored and logged, never choose best.pt
     steps_per_epoch = data.batches_per_epoch(0) // t.accum_steps
 
     # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens, loss weights).
-    model = sync_batchnorm(build_model(config, splits.num_classes), config, context).to(device)
+    # A resumed run takes every weight from its checkpoint: no pretrained backbone, no model.init_from.
+    model = sync_batchnorm(build_model(config, splits.num_classes, pretrained=False if state is not None else None),
+                           config, context).to(device)
     criterion = DCALLoss.for_model(model, label_smoothing=config.loss.label_smoothing,
                                    triplet_margin=config.loss.triplet_margin).to(device)
     step_module = TrainStep(model, criterion)
@@ -207,10 +220,25 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
             with stop.abortable():  # a signal now loses nothing: stop at once
                 metrics = _evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
                                           epoch, resume_hint)
+                metrics.update(evaluate_extra(ema.module if ema is not None else model, extra_sets, config, context))
+                if val_sets:
+                    val_metrics = _evaluate_epoch(ema.module if ema is not None else model, val_sets, config, context,
+                                                  epoch, resume_hint)
             last_metrics = {"epoch": epoch, "step": global_step, **metrics}
+            if config.data.skip_corrupt:
+                last_metrics["skipped_images"] = sum(len(paths) for paths in eval_skipped.values())
+            if val_sets:
+                last_metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
             log.record(global_step, last_metrics)
             if context.is_main:
                 print(format_metrics(config.task, last_metrics), flush=True)
+                if config.data.skip_corrupt:
+                    print(f"  {last_metrics['skipped_images']} unreadable evaluation images skipped ("
+                          + ", ".join(f"{name} {len(paths)}" for name, paths in eval_skipped.items()) + ")", flush=True)
+                for name in extra_sets:
+                    print(f"  {name}: " + format_metrics(config.task, unprefixed(last_metrics, name)), flush=True)
+                if val_sets:
+                    print("  validation: " + format_metrics(config.task, val_metrics), flush=True)
             improved = best is None or last_metrics[main_metric(config)] > best[main_metric(config)]
             if improved:
                 best = last_metrics
@@ -228,16 +256,18 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         bar = tqdm(total=steps, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{t.epochs}",
                    disable=not (context.is_main and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
         epoch_started, epoch_steps, epoch_images, epoch_loss = time.perf_counter(), 0, 0, 0.0
+        epoch_skipped = 0  # unreadable training images skipped (data.skip_corrupt)
         batches = iter(loader)
         while step_in_epoch < steps:
             started = time.perf_counter()
             images_seen, loss_sum = 0, torch.zeros((), device=device)
             for micro in range(t.accum_steps):
                 batch = next(batches)
+                epoch_skipped += len(batch["skipped"])
                 images = batch["image"].to(device, non_blocking=True)
                 targets = batch["target"].to(device, non_blocking=True)
                 pair_index = None
-                if config.model.pwca_blocks > 0:
+                if model.pwca_blocks > 0:
                     generator = torch.Generator().manual_seed(_mix(t.seed, context.rank, global_step, micro))
                     pair_index = distractor_index(batch["target"], generator=generator).to(device, non_blocking=True)
                 sync = micro == t.accum_steps - 1 or not context.distributed
@@ -283,11 +313,14 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
                 stop.stop()
         bar.close()
         del batches, loader
+        if config.data.skip_corrupt:
+            epoch_skipped = _sum_over_processes(epoch_skipped, context, device)
         if context.is_main and epoch_steps:
             seconds = time.perf_counter() - epoch_started
             print(f"epoch {epoch + 1}/{t.epochs}  train loss {epoch_loss / epoch_steps:.4f}  "
                   f"lr {optimizer.param_groups[0]['lr']:.2e}  "
-                  f"{epoch_images * context.world_size / seconds:.1f} img/s  {seconds:.1f} s", flush=True)
+                  f"{epoch_images * context.world_size / seconds:.1f} img/s  {seconds:.1f} s"
+                  + (f"  {epoch_skipped} unreadable images skipped" if config.data.skip_corrupt else ""), flush=True)
 
         # End of the epoch: checkpoint the start of the next one before evaluating (when due), so
         # a failing evaluation loses no training.
@@ -295,6 +328,10 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         pending_eval = epoch % t.eval_every == 0 or epoch == t.epochs
         save(last_path)
     log.close()
+    if context.is_main:
+        summary = run_summary(config, last_metrics, best)
+        write_summary(run_dir, summary)
+        print(format_summary(summary, lambda m: format_metrics(config.task, m)), flush=True)
     return TrainResult(model, criterion, last_metrics)
 
 
@@ -312,6 +349,27 @@ def _evaluate_epoch(model, eval_sets: dict, config: Config, context: Distributed
             f"the evaluation after epoch {epoch} failed: {reason}. The epoch's training is saved in "
             f"checkpoints/last.pt; fix the cause and resume with: {resume_hint}"
         ) from error
+
+
+def _drop_unreadable_eval_images(config: Config, splits, context: DistributedContext) -> dict:
+    """With ``data.skip_corrupt``, remove the evaluation images that cannot be decoded (found once,
+    by the main process) so every evaluation scores the same readable images; ``{split: paths}``."""
+    if not config.data.skip_corrupt:
+        return {}
+    names = eval_split_names(config, splits)
+    found = undecodable([r for name in names for r in splits.splits[name]]) if context.is_main else None
+    found = broadcast_object(found, context)
+    for reason in found.values():
+        warnings.warn(f"skipping {reason}", CorruptImageWarning, stacklevel=2)
+    return drop_undecodable(splits, names, set(found))
+
+
+def _sum_over_processes(count: int, context: DistributedContext, device) -> int:
+    if not context.distributed:
+        return count
+    total = torch.tensor([count], device=device)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
 
 
 def format_metrics(task: str, metrics: dict) -> str:
@@ -338,10 +396,12 @@ def format_metrics(task: str, metrics: dict) -> str:
 
 
 def _step_values(loss: torch.Tensor, parts: dict, context: DistributedContext) -> tuple[float, bool, dict]:
-    """The step's loss, whether it is finite on every process, and ``parts`` as floats: one host sync."""
-    flag = (~torch.isfinite(loss)).float()
+    """The step's loss and ``parts`` as floats, means over the processes (so a run logs the same
+    values on any number of them), and whether the loss is finite on every process: one host sync."""
+    values = torch.stack([(~torch.isfinite(loss)).float(), loss, *(v.detach().float() for v in parts.values())])
     if context.distributed:
-        torch.distributed.all_reduce(flag)
-    values = torch.stack([loss, flag, *(v.detach().float() for v in parts.values())]).tolist()
-    return values[0], values[1] == 0, dict(zip(parts, values[2:]))
+        torch.distributed.all_reduce(values)
+        values[1:] /= context.world_size
+    flag, loss_value, *rest = values.tolist()
+    return loss_value, flag == 0, dict(zip(parts, rest))
 
