@@ -35,9 +35,10 @@ SIZES = {
 }
 
 
-def make_problem(size: str, noise: float, seed: int = 0):
-    """Features and labels shaped like the real test split (identity centre + noise)."""
-    num_query, num_gallery, num_ids, num_cams, num_distractors = SIZES[size]
+def make_problem(size, noise: float, seed: int = 0):
+    """Features and labels shaped like the real test split (identity centre + noise); ``size`` is a
+    name in :data:`SIZES` or such a tuple."""
+    num_query, num_gallery, num_ids, num_cams, num_distractors = SIZES[size] if isinstance(size, str) else size
     rng = np.random.default_rng(seed)
     q_pids = np.concatenate([np.arange(1, num_ids + 1), rng.integers(1, num_ids + 1, num_query - num_ids)])
     g_pids = np.concatenate(
