@@ -1,5 +1,5 @@
 """Images per second through dcal's training input pipeline: JPEG decoding + the paper's training
-transforms (DESIGN §2) + batching, with 2 DataLoader workers.
+transforms (paper §4) + batching, with 2 DataLoader workers.
 
 Writes real JPEG files to a temporary folder (500×375 like a CUB photo for FGVC at 448×448;
 128×64 like a Market-1501 box for Re-ID at 256×128), reads them through ImageDataset, and prints

@@ -14,7 +14,7 @@ the closest valid key, and a value of the wrong type raises one naming the key a
 type.  :func:`save_config` writes the resolved configuration (``config.yaml`` in the run folder);
 :func:`config_from_dict` rebuilds it from a checkpoint.
 
-The paper's settings per dataset (DESIGN §2) live in ``configs/fgvc/*.yaml`` and
+The paper's settings per dataset (Sec. 4) live in ``configs/fgvc/*.yaml`` and
 ``configs/reid/*.yaml``.
 """
 
@@ -84,7 +84,7 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """The optimiser: AdamW for FGVC, SGD for Re-ID (DESIGN §2)."""
+    """The optimiser: AdamW for FGVC, SGD for Re-ID (paper Sec. 4)."""
 
     name: str = "adamw"  # any timm optimizer name (adamw, sgd, ...)
     lr: float = 1e-3

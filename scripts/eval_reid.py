@@ -1,4 +1,4 @@
-"""The seed's entry point: `python scripts/eval_reid.py --checkpoint runs/<name>/checkpoints/best.pt [--json]`.
+"""Entry point: `python scripts/eval_reid.py --checkpoint runs/<name>/checkpoints/best.pt [--json]`.
 
 A thin wrapper over `dcal eval` (see `dcal eval --help`).
 """

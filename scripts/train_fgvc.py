@@ -1,4 +1,4 @@
-"""The seed's entry point: `python scripts/train_fgvc.py --config configs/fgvc/<dataset>.yaml [key=value ...]`.
+"""Entry point: `python scripts/train_fgvc.py --config configs/fgvc/<dataset>.yaml [key=value ...]`.
 
 A thin wrapper over `dcal train` (see `dcal train --help`); without `--config` it trains the
 synthetic FGVC demo (configs/demo/fgvc.yaml).

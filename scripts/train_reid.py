@@ -1,4 +1,4 @@
-"""The seed's entry point: `python scripts/train_reid.py --config configs/reid/<dataset>.yaml [key=value ...]`.
+"""Entry point: `python scripts/train_reid.py --config configs/reid/<dataset>.yaml [key=value ...]`.
 
 A thin wrapper over `dcal train` (see `dcal train --help`); without `--config` it trains the
 synthetic Re-ID demo (configs/demo/reid.yaml).

@@ -114,7 +114,7 @@ def test_reid_train_and_eval(tmp_path, capsys):
 
 
 def test_missing_dataset_names_the_layout_and_demo_data(tmp_path):
-    """The seed's entry point starts, parses the paper config and stops with a DatasetError."""
+    """The entry-point script starts, parses the paper config and stops with a DatasetError."""
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "train_fgvc.py"), "--config", str(REPO / "configs" / "fgvc" / "cub200.yaml"),
          "--out", str(tmp_path / "run"), f"data.root={tmp_path / 'CUB_200_2011'}"],

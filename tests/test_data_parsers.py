@@ -1,4 +1,4 @@
-"""Every parser on a miniature written in its dataset's official layout (DESIGN §3)."""
+"""Every parser on a miniature written in its dataset's official layout."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks of a dataset folder against the layout its official download unpacks to (DESIGN §3).
+"""Checks of a dataset folder against the layout its official download unpacks to.
 
 - :func:`find_root` accepts the dataset folder itself or the folder it was unpacked into
   (``CUB_200_2011.tgz`` unpacks to ``CUB_200_2011/``, Market-1501 to ``Market-1501-v15.09.15/``, ...).

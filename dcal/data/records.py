@@ -1,6 +1,6 @@
 """Named records for one image of a dataset split, and the parsed dataset as a whole.
 
-Following DESIGN §4 (leave torchreid's positional ``(img, pid, camid, dsetid)`` tuples), every
+Unlike torchreid's positional ``(img, pid, camid, dsetid)`` tuples, every
 parser returns frozen dataclasses whose fields say what they are.
 
 Coordinates are pixels of the image file as stored, origin at the top-left corner, 0-based.

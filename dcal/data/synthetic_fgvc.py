@@ -17,7 +17,7 @@ Parts sit on the 8-pixel grid so that a ViT with 8-pixel patches sees each part 
 demo is learnable on a CPU in minutes.  Keep that alignment: use transforms that neither rescale
 nor crop (``img_size=64, resize_size=64``: train = flip only, which maps the grid onto itself).
 
-Recommended demo settings (measured on the shared 2-core machine, issue #3):
+Recommended demo settings (measured on a shared 2-core CPU):
 
 - images 64×64, 10 classes, 100 train + 40 test images per class (written in ~2 s of CPU time);
 - transforms: ``build_transforms("fgvc", train, 64, resize_size=64)`` (train: flip only);

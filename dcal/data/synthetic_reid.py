@@ -13,7 +13,7 @@ them and the rest to ``bounding_box_test/``, so every query has a gallery match 
 camera.  The gallery also holds distractors (``0000_...``, pid 0) and junk (``-1_...``, dropped by
 the parser).  File names are ``<pid>_c<camera>s1_<frame>_<box>.jpg``.
 
-Recommended demo settings (measured on the shared 2-core machine, issue #3):
+Recommended demo settings (measured on a shared 2-core CPU):
 
 - images 64×32 (height × width), 100 training identities × 12 images (3 in each of 4 cameras),
   50 test identities (80 queries, 410 gallery images with 40 distractors), 5 cameras;

@@ -1,4 +1,4 @@
-"""Training and test transforms of the paper (DESIGN §2), built from torchvision.
+"""Training and test transforms of the paper (paper §4), built from torchvision.
 
 - FGVC train: resize to ``resize_size`` (550×550 for 448 input), random crop ``img_size``,
   horizontal flip; test: resize ``resize_size``, centre crop ``img_size``.

@@ -1,4 +1,4 @@
-"""The paper's optimisers and the cosine schedule with warmup (DESIGN §2), from timm's factories.
+"""The paper's optimisers and the cosine schedule with warmup (paper §4), from timm's factories.
 
 - FGVC: AdamW, weight decay 0.05, learning rate 5e-4 x batch / 512, cosine decay.
 - Re-ID: SGD with momentum 0.9, weight decay 1e-4, learning rate 0.008, cosine decay.

@@ -3,7 +3,7 @@
 What the feature is:
 
 - Re-ID: the model's inference output — the concatenation of the SA and GLCA features after their
-  BNNecks, L2-normalised (paper §3.4, DESIGN §1), exactly what ``dcal eval`` ranks by Euclidean
+  BNNecks, L2-normalised (paper §3.4), exactly what ``dcal eval`` ranks by Euclidean
   distance.  Shape (n, 2D) (n, D for a model without GLCA).
 - FGVC: the concatenation of the SA and GLCA class-token features that the heads read (after the
   final LayerNorms, before the classifiers), not normalised, shape (n, 2D); the class scores are

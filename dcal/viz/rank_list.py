@@ -1,6 +1,6 @@
 """Re-ID rank lists: a query and its top-k gallery images, true matches framed green, mistakes red.
 
-The ranking follows the evaluation protocol (DESIGN §3): gallery images of the query's identity
+The ranking follows the Market-1501 evaluation protocol: gallery images of the query's identity
 taken by the query's camera are left out before ranking (they are not counted by mAP/CMC either) —
 without camera ids only the query image itself (:mod:`dcal.evaluation.camera_filter`) — and the
 remaining gallery is sorted by ascending distance.
