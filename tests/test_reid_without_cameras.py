@@ -166,3 +166,25 @@ def test_train_and_eval_on_vehicleid_report_the_draws(tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["mAP"] == pytest.approx(record["mAP"]) and printed["mAP_std"] == pytest.approx(record["mAP_std"])
+
+
+def test_rank_list_without_cameras_leaves_out_only_the_query_image(tmp_path):
+    from PIL import Image
+
+    from dcal.export.features import Features as SplitFeatures
+    from dcal.viz.rank_list import BORDER, GAP, MATCH_COLOR, MISTAKE_COLOR, rank_list_figure
+
+    paths = [str(tmp_path / f"{name}.png") for name in ("own", "other_vehicle", "same_vehicle")]
+    for path in paths:
+        Image.new("RGB", (8, 16), (128, 128, 128)).save(path)
+    gallery = SplitFeatures(features=np.array([[0.0, 0.0], [0.0, 1.0], [0.0, 2.0]], np.float32), labels=np.array([4, 9, 4]),
+                            cameras=np.full(3, NO_CAMERA), paths=np.array(paths))
+    query = SplitFeatures(features=gallery.features[:1], labels=gallery.labels[:1], cameras=gallery.cameras[:1],
+                          paths=gallery.paths[:1])
+    figure = np.asarray(rank_list_figure(query, gallery, [0], topk=5, tile_height=32, input_size=(32, 16)))
+    tile_w, margin = 16 + 2 * BORDER, 6  # the figure is the row inside a 6-pixel margin
+    # Two tiles after the query: the other vehicle (red), then the query's other image (green); the
+    # query's own file is not ranked, and its same-identity image is not dropped as a same-camera match.
+    assert figure.shape[1] == 3 * tile_w + 4 * GAP + 2 * margin
+    assert figure[margin + 1, margin + tile_w + 2 * GAP + 1].tolist() == list(MISTAKE_COLOR)
+    assert figure[margin + 1, margin + 2 * tile_w + 3 * GAP + 1].tolist() == list(MATCH_COLOR)
