@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from dcal.commands.json_output import json_mode
 from dcal.errors import DCALError
 
 COMMANDS = {
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().print_help()
         return 0
     try:
-        return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+        with json_mode(getattr(args, "json", False)):  # --json: the document alone on stdout
+            return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except DCALError as error:
         print(f"dcal {args.command}: error: {error}", file=sys.stderr)
         return 2

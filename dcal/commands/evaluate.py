@@ -12,7 +12,8 @@ with the same classes.  Prints top-1/top-5 per branch (FGVC) or mAP, mINP and CM
 from __future__ import annotations
 
 import argparse
-import json
+
+from dcal.commands.json_output import emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +60,10 @@ def run(args) -> int:
             raise
         distributed.abort(context, error)
     if context.is_main:
-        print(json.dumps(metrics) if args.json else format_metrics(config.task, metrics), flush=True)
+        if args.json:
+            emit(metrics)
+        else:
+            print(format_metrics(config.task, metrics), flush=True)
         if not args.json:
             for name in extra_sets:
                 print(f"  {name}: " + format_metrics(config.task, unprefixed(metrics, name)), flush=True)

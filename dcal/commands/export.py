@@ -21,10 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from dcal.commands.output_paths import check_output_file
     from dcal.data.input_config import resolve_input_config
     from dcal.export.onnx import check_onnx, export_onnx, output_name
     from dcal.export.trained_model import load_trained
 
+    check_output_file(args.out, {"checkpoint": args.checkpoint})
     trained = load_trained(args.checkpoint, device="cpu")
     size = trained.input_size
     statistics = resolve_input_config(trained.config)

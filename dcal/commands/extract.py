@@ -25,10 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from dcal.config import load_config
+    from dcal.commands.output_paths import check_output_file
     from dcal.engine.data_setup import build_eval_data
     from dcal.export.features import extract_features
     from dcal.export.trained_model import load_trained
 
+    check_output_file(args.out, {"checkpoint": args.checkpoint, "config": args.config})
     config = load_config(args.config) if args.config else None
     trained = load_trained(args.checkpoint, config=config, overrides=args.overrides, device=args.device)
     config = trained.config

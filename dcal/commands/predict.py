@@ -10,7 +10,8 @@ GLCA, to 1 without.  Folders are expanded to the images in them.  ``--json`` pri
 from __future__ import annotations
 
 import argparse
-import json
+
+from dcal.commands.json_output import emit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def run(args) -> int:
             ]
             results.append({"image": str(path), "predictions": predictions})
     if args.json:
-        print(json.dumps(results, indent=1))
+        emit(results, indent=1)
     else:
         for result in results:
             print(result["image"])

@@ -33,10 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import json
+    from dcal.commands.json_output import emit
     import sys
     from pathlib import Path
 
+    from dcal.commands.output_paths import check_output_folder
     from dcal.commands.visualize import _unique_names
     from dcal.errors import ConfigError, DatasetError
     from dcal.export.gallery import open_gallery
@@ -59,16 +60,17 @@ def run(args) -> int:
               f"from the cache, {gallery.removed} removed from it{note}", file=sys.stderr, flush=True)
     results = search(trained, queries, gallery, args.topk, batch_size=args.batch_size, num_workers=args.workers)
     if args.json:
-        print(json.dumps({"queries": results}))
+        emit({"queries": results})
     else:
         for result in results:
             print(result["query"])
             for rank, hit in enumerate(result["results"], start=1):
                 print(f"  {rank:>3}. {hit['distance']:.4f}  {hit['path']}")
     if args.out:
-        out = Path(args.out)
+        names = _unique_names(queries)
+        out = check_output_folder(args.out, [Path(args.out) / name for name in names], queries)
         out.mkdir(parents=True, exist_ok=True)
-        for result, name in zip(results, _unique_names(queries)):
+        for result, name in zip(results, names):
             contact_sheet(result, trained.input_size).save(out / name)
             print(f"wrote {out / name}", file=sys.stderr)
     return 0

@@ -55,6 +55,7 @@ def _unique_names(paths) -> list:
 def run(args) -> int:
     from pathlib import Path
 
+    from dcal.commands.output_paths import check_output_folder
     from dcal.config import load_config
     from dcal.errors import ConfigError
     from dcal.export.trained_model import load_trained
@@ -71,7 +72,7 @@ def run(args) -> int:
     config = load_config(args.config) if args.config else None
     trained = load_trained(args.checkpoint, config=config, device=args.device,
                            task="reid" if args.rank_list else None, purpose="dcal visualize --rank-list")
-    out = Path(args.out)
+    out = check_output_folder(args.out, [], [])
     out.mkdir(parents=True, exist_ok=True)
     written = _rank_list(trained, args, out) if args.rank_list else _attention(trained, args, out)
     for path in written:
@@ -82,6 +83,7 @@ def run(args) -> int:
 def _attention(trained, args, out) -> list:
     from pathlib import Path
 
+    from dcal.commands.output_paths import check_output_folder
     from dcal.data.image_dataset import load_record_image
     from dcal.engine.data_setup import build_eval_data
     from dcal.export.trained_model import image_paths, load_images
@@ -101,9 +103,11 @@ def _attention(trained, args, out) -> list:
     else:
         paths = image_paths(args.images)
         images, captions, boxes = load_images(paths), [p.name for p in paths], None
+    names = _unique_names(paths)
+    check_output_folder(out, [out / name for name in names] + ([out / "grid.png"] if len(paths) > 1 else []), paths)
     panels = attention_figures(trained, images, captions, boxes)
     written = []
-    for name, panel in zip(_unique_names(paths), panels):
+    for name, panel in zip(names, panels):
         panel.save(out / name)
         written.append(out / name)
     if len(panels) > 1:

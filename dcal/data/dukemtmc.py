@@ -15,5 +15,5 @@ OFFICIAL = {
 
 
 def load(root) -> DatasetSplits:
-    """DukeMTMC-reID train / query / gallery."""
-    return parse_market_layout(root, "dukemtmc", OFFICIAL, LAYOUT)
+    """DukeMTMC-reID train / query / gallery (identities 0..7140, cameras 1..8)."""
+    return parse_market_layout(root, "dukemtmc", OFFICIAL, LAYOUT, pids=range(0, 7141), cameras=range(1, 9))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
@@ -35,7 +36,7 @@ def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
     """
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            image = to_rgb8(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot read image {path}: {error}") from None
     if crop_bottom:
@@ -43,6 +44,34 @@ def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
             raise DatasetError(f"image {path} is {image.height} pixels high, too small to remove a {crop_bottom}-pixel banner")
         image = image.crop((0, 0, image.width, image.height - crop_bottom))
     return image
+
+
+def to_rgb8(image: Image.Image) -> Image.Image:
+    """``image`` in 8-bit RGB, whatever Pillow mode it was opened in.
+
+    Pillow's own ``convert("RGB")`` clips 16-bit (``I;16*``), 32-bit integer (``I``) and float
+    (``F``) grey levels at 255, which turns most of such an image white; those are scaled instead:
+    16-bit by 255/65535; ``I`` likewise when its values fit 16 bits (as 16-bit PNG and TIFF often
+    open), else from its minimum–maximum range; ``F`` from [0, 1] when its values lie there, else
+    from its range.  Palette images with transparency go through RGBA (no Pillow warning); alpha is
+    dropped.  Everything else (1, L, LA, P, RGBA, CMYK, YCbCr, LAB, HSV) is Pillow's conversion.
+    """
+    mode = image.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if mode.startswith("I;16") or (mode == "I" and 0 <= low and high <= 65535 and high > 255):
+            scaled = values * (255 / 65535)
+        elif mode == "I" and 0 <= low and high <= 255:
+            scaled = values
+        elif mode == "F" and 0 <= low and high <= 1:
+            scaled = values * 255
+        else:  # another range: stretch it over 0..255
+            scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+        return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode in ("P", "PA") and (mode == "PA" or "transparency" in image.info):
+        return image.convert("RGBA").convert("RGB")
+    return image.convert("RGB")
 
 
 def load_record_image(record) -> Image.Image:

@@ -22,22 +22,26 @@ OFFICIAL = {
     "gallery": {"images": 15913, "ids": 751, "cameras": 6},  # 750 test ids + distractors (0)
 }
 JUNK_PID = -1
+PIDS, CAMERAS = range(0, 1502), range(1, 7)  # 0: distractors; the test identities go up to 1501
 
 
-def read_folder(folder: Path, dataset: str) -> list[tuple[str, int, int]]:
+def read_folder(folder: Path, dataset: str, pids: range = PIDS, cameras: range = CAMERAS) -> list[tuple[str, int, int]]:
     """``(path, pid, 0-based camid)`` for every ``.jpg`` in ``folder`` except junk (pid −1)."""
     entries = []
     for path in sorted(folder.glob("*.jpg")):
-        pid, camera = pid_camera_from_name(path, dataset)
+        pid, camera = pid_camera_from_name(path, dataset, pids, cameras, junk=JUNK_PID)
         if pid != JUNK_PID:
             entries.append((str(path), pid, camera - 1))
     return entries
 
 
-def parse_market_layout(root, dataset: str, official: dict, layout: str) -> DatasetSplits:
-    """Read a Market-1501-style folder (Market-1501, DukeMTMC-reID, the synthetic Re-ID set)."""
+def parse_market_layout(root, dataset: str, official: dict, layout: str, pids: range = PIDS,
+                        cameras: range = CAMERAS) -> DatasetSplits:
+    """Read a Market-1501-style folder (Market-1501, DukeMTMC-reID, the synthetic Re-ID set);
+    identities and cameras outside ``pids`` / ``cameras`` are errors."""
     root = find_root(root, FOLDERS["train"], dataset, layout)
-    lists = {split: read_folder(require(root / folder, dataset, layout), dataset) for split, folder in FOLDERS.items()}
+    lists = {split: read_folder(require(root / folder, dataset, layout), dataset, pids, cameras)
+             for split, folder in FOLDERS.items()}
     return build_reid_splits(dataset, root, lists["train"], lists["query"], lists["gallery"], official)
 
 

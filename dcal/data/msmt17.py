@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dcal.data.layout import find_root, read_lines, require, require_files
 from dcal.data.records import DatasetSplits
-from dcal.data.reid_splits import build_reid_splits
+from dcal.data.reid_splits import build_reid_splits, check_identifiers
 from dcal.errors import DatasetError
 
 DATASET = "msmt17"
@@ -40,6 +40,8 @@ def read_list(list_path: Path, folder: Path) -> list[tuple[str, int, int]]:
         except (IndexError, ValueError):
             raise DatasetError(f"{DATASET}: line '{line}' of {list_path} is not '<relative path> <pid>' "
                                "with a file name <pid>_<index>_<camera>_...") from None
+        check_identifiers(f"line '{line}' of {list_path}", DATASET, pid, camera, pids=range(0, 3060),
+                          cameras=range(1, 16))
         entries.append((str(folder / relative), pid, camera - 1))
     require_files([path for path, _, _ in entries], DATASET, list_path)
     return entries

@@ -19,12 +19,30 @@ from dcal.errors import DatasetError
 _PID_CAMERA = re.compile(r"^(-?\d+)_c(\d+)")
 
 
-def pid_camera_from_name(path, dataset: str) -> tuple[int, int]:
-    """``(pid, camera number as written)`` from a ``<pid>_c<camera>...`` file name."""
+def pid_camera_from_name(path, dataset: str, pids: range | None = None, cameras: range | None = None,
+                         junk: int | None = None) -> tuple[int, int]:
+    """``(pid, camera number as written)`` from a ``<pid>_c<camera>...`` file name.
+
+    ``pids`` and ``cameras``: the values the dataset's naming rules allow (``junk``, e.g. −1, is
+    allowed too); any other value is a :class:`DatasetError` naming the file, never remapped.
+    """
     match = _PID_CAMERA.match(Path(path).name)
     if match is None:
         raise DatasetError(f"{dataset}: file name {path} does not start with <pid>_c<camera> as expected")
-    return int(match.group(1)), int(match.group(2))
+    pid, camera = int(match.group(1)), int(match.group(2))
+    check_identifiers(path, dataset, pid, camera, pids, cameras, junk)
+    return pid, camera
+
+
+def check_identifiers(where, dataset: str, pid: int, camera: int, pids: range | None = None,
+                      cameras: range | None = None, junk: int | None = None) -> None:
+    """Raise :class:`DatasetError` when ``pid`` or ``camera`` (as written) is outside the dataset's rules."""
+    if pids is not None and pid not in pids and pid != junk:
+        allowed = f"{pids.start}..{pids.stop - 1}" + (f" (or {junk}: junk)" if junk is not None else "")
+        raise DatasetError(f"{dataset}: {where}: identity {pid} is not allowed by the dataset's naming rules ({allowed})")
+    if cameras is not None and camera not in cameras:
+        raise DatasetError(f"{dataset}: {where}: camera {camera} is not allowed by the dataset's naming rules "
+                           f"({cameras.start}..{cameras.stop - 1})")
 
 
 def relabel(entries: list[tuple[str, int, int]]) -> list[ReIDRecord]:

@@ -33,7 +33,7 @@ def load(root) -> DatasetSplits:
         require_files(paths, DATASET, list_path)
         entries = []
         for path in paths:
-            pid, camera = pid_camera_from_name(path, DATASET)
+            pid, camera = pid_camera_from_name(path, DATASET, pids=range(0, 777), cameras=range(1, 21))
             entries.append((str(path), pid, camera - 1))
         lists[split] = entries
     return build_reid_splits(DATASET, root, lists["train"], lists["query"], lists["gallery"], OFFICIAL)

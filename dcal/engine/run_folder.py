@@ -31,10 +31,13 @@ CHANGES_FILE = "config_changes.yaml"
 #: What marks a folder as holding a run.
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
 #: Settings that do not change what a run computes: where and how fast it runs, how often it
-#: evaluates, checkpoints and logs.  A resume may change them freely (they are still recorded).
+#: evaluates, checkpoints and logs, extra test sets that never choose best.pt, recomputation in the
+#: backward pass, and the initial weights (a resume takes every weight from its checkpoint).  A
+#: resume may change them freely (they are still listed and recorded).
 NEUTRAL_KEYS = frozenset({
     "name", "data.num_workers", "train.device", "train.threads", "train.eval_every",
     "train.checkpoint_every", "train.save_safetensors", "train.log_every", "eval.batch_size",
+    "eval.datasets", "model.grad_checkpointing", "model.init_from",
 })
 
 
