@@ -136,7 +136,7 @@ def test_rank_list_marks_matches(tiny, capsys):
 
 def test_baseline_checkpoint_draws_rollout_without_glca_selection_and_plays_the_pointing_game(tiny, capsys):
     from dcal.engine.data_setup import build_eval_data
-    from dcal.evaluation.localization import pointing_game
+    from test_localization import pointing_game  # the plain reference
     from dcal.export.trained_model import load_trained
 
     out = tiny["tmp"] / "vis-baseline"
@@ -222,7 +222,7 @@ def test_unreadable_image_is_named(tiny, capsys):
 def test_eval_reports_the_pointing_game_when_the_dataset_has_boxes(tiny, capsys):
     """`dcal eval` scores the pointing game from its own forward pass; it equals the stand-alone function."""
     from dcal.engine.data_setup import build_eval_data
-    from dcal.evaluation.localization import pointing_game
+    from test_localization import pointing_game  # the plain reference
     from dcal.export.trained_model import load_trained
 
     code, stdout, stderr = _run(capsys, "eval", "--checkpoint", tiny["fgvc"], "--json")

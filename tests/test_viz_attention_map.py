@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from dcal.evaluation.localization import input_view
+from dcal.data.transform_geometry import input_view
 from dcal.viz.attention_map import attention_panel, display_size, draw_box, heat_overlay, model_view, outline_patches
 from dcal.viz.colormap import INFERNO_ANCHORS, heat_colors
 from dcal.viz.figure_grid import CAPTION_HEIGHT, grid
@@ -49,12 +49,10 @@ def test_panel_shows_image_and_heat_side_by_side_with_a_caption():
 
 
 def test_model_view_cuts_the_centre_crop_and_draw_box_lands_on_it():
-    from torchvision import transforms as T
-
-    # A 100x80 image, Resize(40) -> 50x40, CenterCrop(32): the model sees image x 18..82, y 8..72.
+    # A 100x80 image, Resize((40, 50)) -> 50x40, CenterCrop(32): the model sees image x 18..82, y 8..72.
     pixels = np.zeros((80, 100, 3), dtype=np.uint8)
     pixels[8:72, 18:82] = 200
-    view = input_view(T.Compose([T.Resize(40), T.CenterCrop(32)]), (100, 80))
+    view = input_view((100, 80), (40, 50), (32, 32))
     size = display_size(view.input_size)
     assert size == (256, 256)
     shown = np.asarray(model_view(Image.fromarray(pixels), view, size))

@@ -4,7 +4,7 @@
   scores ``softmax(SA) + softmax(GLCA)``.  Keys: ``top1``/``top5`` (combined), ``top1_sa``,
   ``top5_sa``, ``top1_glca``, ``top5_glca`` (``None`` without GLCA), in percent.  Where the
   dataset has boxes (CUB-200-2011, Stanford Cars, the synthetic set), also the pointing game of the
-  rollout maximum (:mod:`dcal.evaluation.localization`): ``pointing_game``,
+  rollout maximum (:mod:`dcal.evaluation.pointing_game`): ``pointing_game``,
   ``pointing_game_chance`` (percent) and ``pointing_game_images``, from the same forward pass.
 - Re-ID (Sec. 4.2): features are the model's inference output (L2-normalised concatenation of the
   SA and GLCA features); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`, computed on
@@ -33,7 +33,7 @@ from dcal.engine.data_setup import eval_loader
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.evaluation.camera_filter import QUERY_IMAGE, exclusion_groups
 from dcal.evaluation.classification import topk_accuracy
-from dcal.evaluation.localization import PointingGameResult, has_boxes, record_pointing
+from dcal.evaluation.pointing_game import PointingGameResult, has_boxes, record_pointing
 from dcal.model.inference import fgvc_scores, reid_features
 
 

@@ -2,7 +2,7 @@
 it, and the patches GLCA selected as its local queries (paper §3.2, Eq. 4) outlined.
 
 - :func:`model_view` cuts the region of the image that the model saw (after the eval transform's
-  resize and centre crop, see :class:`dcal.evaluation.localization.InputView`) out of the full-
+  resize and centre crop, see :class:`dcal.data.transform_geometry.InputView`) out of the full-
   resolution image, so the figure is sharp even for a small model input.
 - :func:`attention_panel` draws ``[image | rollout heat map with the GLCA selection outlined]``.
 - :func:`dcal.viz.figure_grid.grid` lays many panels out.
@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dcal.evaluation.localization import InputView
+from dcal.data.transform_geometry import InputView, input_view, transform_sizes
 from dcal.viz.colormap import heat_colors
 from dcal.viz.figure_grid import with_caption
 
@@ -117,13 +117,11 @@ def attention_figures(trained, images: Sequence[Image.Image], captions: Optional
     ``boxes[i]`` (``(x, y, w, h)`` in image pixels, or ``None``) is drawn in white on the left tile —
     the true part on the synthetic FGVC set, against which the pointing game scores the rollout.
     """
-    from dcal.evaluation.localization import input_view
-
-    transform = trained.transform
+    resize, crop = transform_sizes(trained.transform)
     outputs = trained.branches(images)
     panels = []
     for index, (image, out) in enumerate(zip(images, outputs)):
-        view = input_view(transform, image.size)
+        view = input_view(image.size, resize, crop)
         picture = model_view(image, view, display_size(view.input_size))
         if boxes is not None and boxes[index] is not None:
             picture = draw_box(picture, view, boxes[index])
