@@ -70,8 +70,12 @@ class StopSignals:
         self._raise(self.signum)
 
     @contextmanager
-    def abortable(self):
-        """While inside, a signal raises :class:`TrainingInterrupted` immediately."""
+    def abortable(self, enabled: bool = True):
+        """While inside, a signal raises :class:`TrainingInterrupted` immediately (if ``enabled``:
+        not under DDP, where every process must stop at the same step)."""
+        if not enabled:
+            yield
+            return
         self._abortable = True
         try:
             if self.signum is not None:

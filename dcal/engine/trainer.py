@@ -217,7 +217,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
 
     while epoch < t.epochs or pending_eval:
         if pending_eval:  # the epoch just ended is checkpointed: evaluate it, then checkpoint again
-            with stop.abortable():  # a signal now loses nothing: stop at once
+            with stop.abortable(not context.distributed):  # a signal now loses nothing: stop at once
                 metrics = _evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
                                           epoch, resume_hint)
                 metrics.update(evaluate_extra(ema.module if ema is not None else model, extra_sets, config, context))
