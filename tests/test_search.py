@@ -49,6 +49,7 @@ def tiny(tmp_path_factory):
         "market": market,
         "reid": _checkpoint(tmp / "reid.pt", "reid", "market1501", market, 6),
         "reid_wide": _checkpoint(tmp / "reid-wide.pt", "reid", "market1501", market, 6, embed_dim=48),
+        "reid_other": _checkpoint(tmp / "reid-other.pt", "reid", "market1501", market, 6),
         "fgvc": _checkpoint(tmp / "fgvc.pt", "fgvc", "image_folder", fgvc_root, 2),
         "fgvc_root": fgvc_root,
     }
@@ -242,11 +243,20 @@ def test_npz_of_another_model_or_task_or_format(tiny, capsys):
     assert main(["extract", "--checkpoint", str(tiny["reid_wide"]), "--split", "gallery", "--out", str(wide)]) == 0
     fgvc = tiny["tmp"] / "fgvc.npz"
     assert main(["extract", "--checkpoint", str(tiny["fgvc"]), "--split", "test", "--out", str(fgvc)]) == 0
+    with np.load(wide) as data:  # as written before extract recorded the checkpoint's hash
+        arrays = {key: data[key] for key in data.files}
+    metadata = json.loads(str(arrays["metadata"]))
+    del metadata["checkpoint_sha256"]
+    arrays["metadata"] = np.asarray(json.dumps(metadata))
+    np.savez(wide, **arrays)
+    other = tiny["tmp"] / "other.npz"  # same architecture, other weights
+    assert main(["extract", "--checkpoint", str(tiny["reid_other"]), "--split", "gallery", "--out", str(other)]) == 0
     foreign = tiny["tmp"] / "foreign.npz"
     np.savez(foreign, x=np.zeros(3))
     capsys.readouterr()
     cases = [
         (wide, [str(wide), "dimension 96", "dimension 64", "another model"]),
+        (other, [str(other), "features of another model", str(tiny["reid_other"]), str(tiny["reid"])]),
         (fgvc, [str(fgvc), "holds fgvc features", "reid checkpoint"]),
         (foreign, [str(foreign), "not a feature file of dcal extract"]),
     ]

@@ -28,6 +28,7 @@ def run(args) -> int:
     from dcal.commands.output_paths import check_output_file
     from dcal.engine.data_setup import build_eval_data
     from dcal.export.features import extract_features
+    from dcal.export.gallery import file_sha256
     from dcal.export.trained_model import load_trained
 
     check_output_file(args.out, {"checkpoint": args.checkpoint, "config": args.config})
@@ -41,7 +42,8 @@ def run(args) -> int:
         batch_size=args.batch_size or config.eval.batch_size,
         num_workers=config.data.num_workers,
         metadata={"split": args.split, "dataset": config.data.dataset, "root": str(config.data.root),
-                  "checkpoint": str(args.checkpoint), "class_names": trained.class_names},
+                  "checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint),
+                  "class_names": trained.class_names},
     )
     path = features.save(args.out)
     print(f"wrote {path}: {features.features.shape[0]} {args.split} images, features of dimension "

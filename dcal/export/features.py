@@ -19,7 +19,8 @@ key                 dtype       content
 ``cameras``         int64       (n,) Re-ID camera index (0-based); -1 for FGVC
 ``paths``           str         (n,) image files
 ``scores``          float32     (n, C) FGVC only: softmax(SA) + softmax(GLCA) (:mod:`dcal.model.inference`)
-``metadata``        str         0-d, JSON: task, split, dataset, checkpoint, feature description,
+``metadata``        str         0-d, JSON: task, split, dataset, checkpoint, checkpoint_sha256 (its
+                                file's SHA-256: ``dcal search`` checks it), feature description,
                                 class_names (FGVC)
 ==================  ==========  ===============================================================
 """

@@ -1,7 +1,7 @@
 """A search gallery: the inference features of a folder of images (cached) or of a ``dcal extract`` file.
 
 - A ``.npz`` written by ``dcal extract`` (:mod:`dcal.export.features`) is used as it is; its task
-  must be the checkpoint's.
+  must be the checkpoint's, and so must the checkpoint it records (its SHA-256) when it has one.
 - A folder's images (recursively, every file with an image suffix) are run through the model once;
   their features are cached in ``FOLDER/.dcal-features-<checkpoint hash>.npz``, where the hash is
   the first 16 hex digits of the checkpoint file's SHA-256.  On the next search only the images
@@ -117,8 +117,10 @@ def image_features(trained, paths: Sequence, *, batch_size: int = 64, num_worker
             yield [index for index, _ in good], feats.numpy()
 
 
-def gallery_from_npz(path, task: str, checkpoint) -> Gallery:
-    """The gallery of a ``dcal extract`` feature file; its task must be ``task`` (the checkpoint's)."""
+def gallery_from_npz(path, task: str, checkpoint, checkpoint_sha256: Optional[str] = None) -> Gallery:
+    """The gallery of a ``dcal extract`` feature file; its task must be ``task`` (the checkpoint's)
+    and, when the file records the SHA-256 of the checkpoint it was extracted with, that checkpoint
+    must be ``checkpoint`` (whose SHA-256 is ``checkpoint_sha256``)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -135,6 +137,11 @@ def gallery_from_npz(path, task: str, checkpoint) -> Gallery:
     if metadata.get("task") != task:
         raise DatasetError(f"gallery {path} holds {metadata.get('task')} features, but {checkpoint} is a {task} "
                            f"checkpoint; extract the gallery with it (dcal extract) or search it with a {metadata.get('task')} checkpoint")
+    recorded = metadata.get("checkpoint_sha256")
+    if recorded and checkpoint_sha256 and recorded != checkpoint_sha256:
+        raise DatasetError(f"gallery {path} holds features of another model: it was extracted with "
+                           f"{metadata.get('checkpoint')} (SHA-256 {recorded[:16]}), not with {checkpoint} "
+                           f"({checkpoint_sha256[:16]}); extract the gallery with this checkpoint (dcal extract)")
     if len(features.shape) != 2 or len(features) != len(paths):
         raise DatasetError(f"gallery {path}: expected features of shape (n, d) for its {len(paths)} paths, "
                            f"found {tuple(features.shape)}")
@@ -276,5 +283,5 @@ def open_gallery(trained, path, *, skip_corrupt: bool = False, batch_size: int =
     if path.is_file():
         if path.suffix.lower() != ".npz":
             raise DatasetError(f"gallery {path}: expected a folder of images or a .npz feature file of dcal extract")
-        return gallery_from_npz(path, trained.task, trained.path)
+        return gallery_from_npz(path, trained.task, trained.path, file_sha256(trained.path))
     raise DatasetError(f"gallery {path} not found (expected a folder of images or a .npz feature file of dcal extract)")
