@@ -4,10 +4,13 @@
 :class:`~dcal.config.Config`, then runs epochs of optimiser steps.  Each step runs
 ``train.accum_steps`` micro-batches through ``model.forward_branches`` (SA, GLCA and, with
 distractors of another class or identity from the micro-batch, PWCA; Sec. 3), weighs the branch losses by
-uncertainty (Sec. 3.4), and updates the weights (AMP, gradient clipping, optional EMA).  Every
-``train.eval_every`` epochs it evaluates, appends to ``metrics.jsonl`` and writes
-``checkpoints/last.pt`` (and ``best.pt`` when the main metric improves); with
-``train.checkpoint_every`` it also writes ``last.pt`` every N optimiser steps.
+uncertainty (Sec. 3.4), and updates the weights (AMP, gradient clipping, optional EMA).  After
+every epoch it writes ``checkpoints/last.pt``; every ``train.eval_every`` epochs it then evaluates,
+appends to ``metrics.jsonl`` and writes ``last.pt`` again (and ``best.pt`` when the main metric
+improves), so a failing evaluation loses no training.  With ``train.checkpoint_every`` it also
+writes ``last.pt`` every N optimiser steps.  SIGINT and SIGTERM stop it after the step in progress,
+with that step checkpointed (:mod:`dcal.engine.interrupts`); the run folder's rules (refusing to
+overwrite a run, resume with changed settings) are :mod:`dcal.engine.run_folder`'s.
 
 Exact resume: a checkpoint holds everything the rest of the run depends on — weights, optimiser,
 schedule, loss weights, grad scaler, EMA, every process's random states, and the position in the
