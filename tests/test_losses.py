@@ -4,10 +4,11 @@ import math
 
 import pytest
 import torch
+from timm.optim import create_optimizer_v2
 
 import dcal
 from dcal.engine.losses import DCALLoss, batch_hard_triplet, uncertainty_weighted
-from dcal.engine.param_groups import param_groups
+from dcal.engine.trainer import TrainStep
 from dcal.errors import ConfigError
 from dcal.model.pairing import derangement
 
@@ -90,21 +91,20 @@ def test_one_step_moves_every_parameter_and_groups_skip_decay_where_due(task):
     model = dcal.create_model("deit_tiny_distilled_patch16_224", 3, task=task, img_size=(64, 32), **TINY).train()
     criterion = DCALLoss.for_model(model)
     assert criterion.branches == ("sa", "glca", "pwca")
-    groups = param_groups(model, criterion, weight_decay=0.05)
-    no_decay = {id(p) for p in groups[1]["params"]}
-    assert groups[1]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 0.05
+    optimiser = create_optimizer_v2(TrainStep(model, criterion), opt="adamw", lr=1e-3, weight_decay=0.05)
+    decay = {id(p): group["weight_decay"] for group in optimiser.param_groups for p in group["params"]}
     named = dict(model.named_parameters())
     for name, p in named.items():
         if not p.requires_grad:
+            assert id(p) not in decay, name
             continue
         should_skip = p.ndim == 1 or name.split(".")[-1] in ("pos_embed", "cls_token", "dist_token")
-        assert (id(p) in no_decay) == should_skip, name
-    assert all(id(w) in no_decay for w in criterion.weights.values())
+        assert decay[id(p)] == (0.0 if should_skip else 0.05), name
+    assert all(decay[id(w)] == 0.0 for w in criterion.weights.values())
     assert not named["sa_head.bn.bias"].requires_grad if task == "reid" else True
 
     before = {n: p.detach().clone() for n, p in named.items()}
     before.update({f"loss.{b}": w.detach().clone() for b, w in criterion.weights.items()})
-    optimiser = torch.optim.AdamW(groups, lr=1e-3)
     targets = torch.tensor([0, 0, 1, 1, 2, 2])
     total, _ = criterion(model(torch.randn(6, 3, 64, 32), derangement(6)), targets)
     total.backward()

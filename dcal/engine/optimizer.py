@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
+from torch import nn
 
 from dcal.config import Config
 
@@ -23,12 +24,11 @@ def scaled_lr(config: Config) -> float:
     return o.lr * config.data.batch_size / o.lr_reference_batch
 
 
-def build_optimizer(param_groups: list, config: Config):
-    """timm's optimizer ``optim.name`` over ``param_groups`` (groups may set their own ``weight_decay``)."""
+def build_optimizer(module: nn.Module, config: Config):
+    """timm's optimizer ``optim.name`` over ``module``'s parameters, with ``optim.weight_decay`` on all
+    but the parameters of at most one dimension and the names ``module.no_weight_decay()`` lists."""
     o = config.optim
-    return create_optimizer_v2(
-        param_groups, opt=o.name, lr=scaled_lr(config), weight_decay=o.weight_decay, momentum=o.momentum
-    )
+    return create_optimizer_v2(module, opt=o.name, lr=scaled_lr(config), weight_decay=o.weight_decay, momentum=o.momentum)
 
 
 def build_scheduler(optimizer, config: Config, steps_per_epoch: int) -> CosineLRScheduler:

@@ -51,7 +51,6 @@ from dcal.engine.interrupts import StopSignals, TrainingInterrupted, signal_name
 from dcal.engine.losses import DCALLoss
 from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
-from dcal.engine.param_groups import param_groups
 from dcal.engine.run_log import RunLog
 from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
 from dcal.engine.run_summary import format_summary, run_summary, selection_metric, write_summary
@@ -68,11 +67,16 @@ class EvaluationFailed(DCALError):
 
 
 class TrainStep(nn.Module):
-    """Model and criterion as one module, so DDP averages the loss weights' gradients too."""
+    """Model and criterion as one module, so DDP averages the loss weights' gradients too, and
+    timm's optimiser factory sees every parameter: it exempts the 0-d loss weights and the 1-d norms
+    and biases from weight decay, and the names :meth:`no_weight_decay` lists."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module):
         super().__init__()
         self.model, self.criterion = model, criterion
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"model.{name}" for name in self.model.no_weight_decay()}
 
     def forward(self, images, targets, pair_index):
         outputs = self.model.forward_branches(images, pair_index=pair_index)
@@ -146,7 +150,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
     criterion = DCALLoss.for_model(model, label_smoothing=config.loss.label_smoothing,
                                    triplet_margin=config.loss.triplet_margin).to(device)
     step_module = TrainStep(model, criterion)
-    optimizer = build_optimizer(param_groups(model, criterion, config.optim.weight_decay), config)
+    optimizer = build_optimizer(step_module, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")

@@ -121,6 +121,11 @@ class DCAL(nn.Module):
         pass instead of keeping their activations (timm's name for the switch)."""
         self.grad_checkpointing = bool(enable)
 
+    def no_weight_decay(self) -> set[str]:
+        """The backbone's token parameters (class, distillation, register tokens, position
+        embeddings), named as in this module: timm's optimiser factory exempts them from weight decay."""
+        return {f"backbone.{name}" for name in self.backbone.no_weight_decay()}
+
     def forward_branches(
         self, x: torch.Tensor, pair_index: Optional[torch.Tensor] = None, selected: Optional[torch.Tensor] = None
     ) -> dict:
