@@ -10,11 +10,12 @@ from dcal.engine.evaluator import evaluate, reid_inference
 
 
 class _Rows(torch.nn.Module):
-    """Logits read off the image's last axis: SA the first 3 values, GLCA the last 3."""
+    """Logits read off the image's last axis: SA the first 3 values, GLCA twice the last 3 (the
+    factor keeps a mirrored image's scores from tying exactly with the image's)."""
 
     def forward_branches(self, x):
         row = x[:, 0, 0]
-        return {"sa": {"logits": row[:, :3]}, "glca": {"logits": row[:, 3:]}}
+        return {"sa": {"logits": row[:, :3]}, "glca": {"logits": 2 * row[:, 3:]}}
 
 
 class _Items(torch.utils.data.Dataset):
@@ -39,7 +40,7 @@ def test_fgvc_flip_averages_the_scores_of_image_and_mirror():
     y = torch.randint(0, 3, (41,), generator=generator)
     row, mirror = x[:, 0, 0], x[:, 0, 0].flip(1)
     sa = (row[:, :3].softmax(1) + mirror[:, :3].softmax(1)) / 2
-    glca = (row[:, 3:].softmax(1) + mirror[:, 3:].softmax(1)) / 2
+    glca = ((2 * row[:, 3:]).softmax(1) + (2 * mirror[:, 3:]).softmax(1)) / 2
     flipped = evaluate(_Rows(), {"test": _Items(x, y)}, load_config(None, ["eval.batch_size=8", "eval.flip=true"]))
     assert flipped["top1_sa"] == _accuracy(sa, y)
     assert flipped["top1_glca"] == _accuracy(glca, y)
