@@ -86,6 +86,8 @@ def _combined(root: Path) -> DatasetSplits:
     splits = {"train": [], "test": []}
     for e in entries:
         record = FGVCRecord(path=str(root / str(e["relative_im_path"])), label=int(e["class"]) - 1, bbox=_box(e))
+        if int(e["test"]) not in (0, 1):
+            raise DatasetError(f"{DATASET}: {annos}: {e['relative_im_path']} has test={e['test']}; expected 1 (test) or 0 (train)")
         splits["test" if int(e["test"]) else "train"].append(record)
     require_files([r.path for split in splits.values() for r in split], DATASET, annos)
     return build_fgvc_splits(DATASET, root, splits, _class_names(mat, annos), OFFICIAL)
