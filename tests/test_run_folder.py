@@ -1,10 +1,13 @@
 """A run folder is never silently overwritten or changed: `dcal train` into a folder that holds a run,
 --overwrite, --resume of a finished run, --resume with changed settings (--allow-changes), an
-evaluation that fails after its epoch's checkpoint, checkpoint writes that fail."""
+evaluation that fails after its epoch's checkpoint, checkpoint writes that fail (a disk that is
+full, a read-only folder: real ones where the tests may mount them, i.e. as root)."""
 
 import errno
 import json
+import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -168,3 +171,62 @@ def test_a_folder_where_the_checkpoint_goes_and_a_file_as_run_folder(finished, d
     assert main(["train", "--out", str(tmp_path / "file"), *TINY_RUN, f"data.root={data_root}"]) == 2
     assert f"run folder {tmp_path / 'file'} is a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def _mount(target, *options):
+    """Mount ``options`` at ``target`` (root only); False where mounting is not permitted."""
+    if os.geteuid() != 0:
+        return False
+    target.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", *options, str(target)], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 KiB filesystem: a checkpoint does not fit."""
+    disk = tmp_path / "disk"
+    if not _mount(disk, "-t", "tmpfs", "-o", "size=64k", "tmpfs"):
+        pytest.skip("needs root and permission to mount a tmpfs")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder that cannot be written: chmod for a user, a read-only bind mount for root."""
+    source, folder = tmp_path / "source", tmp_path / "read_only"
+    source.mkdir()
+    if os.geteuid() != 0:
+        source.chmod(0o555)
+        yield source
+        source.chmod(0o755)
+        return
+    if not (_mount(folder, "--bind", str(source)) and _mount(folder, "-o", "remount,bind,ro")):
+        subprocess.run(["umount", str(folder)], capture_output=True)
+        pytest.skip("needs permission to make a read-only bind mount")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_real_full_disk_stops_with_one_line_and_no_partial_file(small_disk, data_root, capsys):
+    run = small_disk / "run"
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}"]) == 2
+    err = one_line(capsys)
+    assert f"{run / 'checkpoints' / 'last.pt'}: No space left on device" in err
+    assert not temporaries(run) and not (run / "checkpoints" / "last.pt").exists()
+
+
+def test_a_read_only_run_folder_stops_with_one_line(read_only, data_root, capsys):
+    capsys.readouterr()
+    assert main(["train", "--out", str(read_only / "run"), *TINY_RUN, f"data.root={data_root}"]) == 2
+    err = one_line(capsys)
+    assert f"cannot write the run folder {read_only / 'run'}" in err
+    assert "Read-only file system" in err or "Permission denied" in err
+    assert not (read_only / "run").exists()
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
