@@ -95,17 +95,24 @@ def run_state(run_dir) -> str:
     whether ``checkpoints/last.pt`` completed every epoch of its configuration and its evaluation.
 
     A folder that exists but holds none of ``config.yaml``, ``metrics.jsonl``, ``checkpoints/`` is
-    ``"absent"``; a run stopped before its first checkpoint is ``"unfinished"``.
+    ``"absent"``; a run stopped before its first checkpoint, or whose ``last.pt`` cannot be read, is
+    ``"unfinished"``.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or not any((run_dir / name).exists() for name in RUN_FILES):
         return "absent"
-    progress = read_progress(run_dir)
+    try:
+        progress = read_progress(run_dir)
+    except CheckpointError:
+        return "unfinished"
     return "finished" if progress is not None and progress.finished() else "unfinished"
 
 
 def describe_run(run_dir) -> str:
-    progress = read_progress(run_dir)
+    try:
+        progress = read_progress(run_dir)
+    except CheckpointError:
+        return f"{last_checkpoint(run_dir)} cannot be read"
     return "no checkpoint yet" if progress is None else progress.describe()
 
 
