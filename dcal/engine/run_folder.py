@@ -121,7 +121,8 @@ def refuse_existing_run(run_dir) -> None:
     state = run_state(run_dir)
     if state != "absent":
         raise RunFolderError(
-            f"{run_dir} already holds a {state} run ({describe_run(run_dir)}); pass --resume to continue it, "
+            f"{run_dir} already holds {'a finished' if state == 'finished' else 'an unfinished'} run "
+            f"({describe_run(run_dir)}); pass --resume to continue it, "
             f"or --overwrite to start again (the earlier run is moved to {run_dir.name}.old-<time>, not deleted)"
         )
 
