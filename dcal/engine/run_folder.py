@@ -118,6 +118,7 @@ def describe_run(run_dir) -> str:
 
 def refuse_existing_run(run_dir) -> None:
     """Raise :class:`RunFolderError` when ``run_dir`` already holds a run (naming ``--resume`` and ``--overwrite``)."""
+    run_dir = Path(run_dir)
     state = run_state(run_dir)
     if state != "absent":
         raise RunFolderError(
