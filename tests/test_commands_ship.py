@@ -130,8 +130,32 @@ def test_rank_list_marks_matches(tiny, capsys):
                            "--topk", "4", "--out", out)
     assert code == 0, stderr
     with Image.open(out / "rank_list.png") as figure:
-        tile_w, tile_h = 80 + 8, 160 + 8 + 30
-        assert figure.size == (5 * tile_w + 6 * 6 + 12, 3 * (tile_h + 6) + 6)
+        pixels = np.asarray(figure.convert("RGB"))
+    tile_w, tile_h = 80 + 8, 160 + 8 + 30
+    assert pixels.shape == (3 * (tile_h + 6) + 6, 5 * tile_w + 6 * 6 + 12, 3)
+    # The expected frames, ranked here: squared Euclidean distance of the extracted features, the
+    # query's identity seen by its own camera left out, the 4 nearest; green = same identity.
+    from dcal.engine.data_setup import build_eval_data
+    from dcal.export.features import extract_features
+    from dcal.export.trained_model import load_trained
+    from dcal.viz.rank_list import MATCH_COLOR, MISTAKE_COLOR, QUERY_COLOR
+
+    trained = load_trained(tiny["reid"], device="cpu")
+    query, gallery = (extract_features(trained.model, build_eval_data(trained.config, split), batch_size=8)
+                      for split in ("query", "gallery"))
+    expected = []
+    for q in range(3):
+        distance = ((gallery.features - query.features[q]) ** 2).sum(1)
+        kept = [g for g in np.argsort(distance, kind="stable")
+                if not (gallery.labels[g] == query.labels[q] and gallery.cameras[g] == query.cameras[q])]
+        expected.append([gallery.labels[g] == query.labels[q] for g in kept[:4]])
+    assert {True, False} <= {match for row in expected for match in row}  # both colours are checked
+    for row, matches in enumerate(expected):
+        top = 6 + row * (tile_h + 6)
+        for tile, colour in enumerate([QUERY_COLOR] + [MATCH_COLOR if m else MISTAKE_COLOR for m in matches]):
+            left = 6 + tile * (tile_w + 6) + (6 if tile else 0)
+            for y, x in ((1, 1), (80, 1), (1, 40), (80, tile_w - 2)):  # corners and sides of the frame
+                assert pixels[top + y, left + x].tolist() == list(colour), (row, tile, y, x)
 
 
 def test_baseline_checkpoint_draws_rollout_without_glca_selection_and_plays_the_pointing_game(tiny, capsys):

@@ -22,16 +22,55 @@ def test_every_shipped_config_parses(path):
     assert config.task == ("reid" if path.parent.name == "reid" or path.stem == "reid" else "fgvc")
 
 
-def test_paper_settings():
-    cub = load_config(CONFIGS / "fgvc" / "cub200.yaml")
-    assert (cub.optim.name, cub.optim.weight_decay, cub.data.batch_size, cub.train.epochs) == ("adamw", 0.05, 16, 100)
-    assert cub.optim.lr * cub.data.batch_size / cub.optim.lr_reference_batch == pytest.approx(5e-4 * 16 / 512)
-    assert (cub.data.img_size, cub.data.resize_size, cub.model.glca_ratio) == ([448, 448], [550, 550], 0.1)
-    market = load_config(CONFIGS / "reid" / "market1501.yaml")
-    assert (market.optim.lr, market.optim.momentum, market.optim.weight_decay) == (0.008, 0.9, 1e-4)
-    assert (market.data.batch_size, market.data.num_instances, market.train.epochs) == (64, 4, 120)
-    assert (market.data.img_size, market.model.glca_ratio) == ([256, 128], 0.3)
-    assert load_config(CONFIGS / "reid" / "veri776.yaml").data.img_size == [256, 256]
+# The paper's training settings (§4.1 FGVC, §4.2 Re-ID, the latter TransReID's), written out once.
+PAPER = {
+    "fgvc": {
+        "resize": [550, 550], "crop": [448, 448], "optimizers": ("adam", "adamw"), "weight_decay": 0.05,
+        "lr_per_512_images": 5e-4, "epochs": 100, "batch_size": 16, "R": 0.1, "T": 12, "label_smoothing": 0.0,
+    },
+    "reid": {
+        "size": {"persons": [256, 128], "vehicles": [256, 256]}, "optimizers": ("momentum",), "momentum": 0.9,
+        "weight_decay": 1e-4, "lr": 0.008, "epochs": 120, "batch_size": 64, "identities_per_batch": 16,
+        "images_per_identity": 4, "R": 0.3, "label_smoothing": 0.0, "triplet_margin": None,  # soft margin
+        "padding": 10, "erasing_prob": 0.5,
+    },
+}
+VEHICLE_DATASETS = {"veri776", "vehicleid"}
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "fgvc").glob("*.yaml")), ids=lambda p: p.stem)
+def test_fgvc_configs_have_the_papers_settings(path):
+    from dcal.engine.optimizer import scaled_lr
+
+    paper, config = PAPER["fgvc"], load_config(path)
+    assert (config.data.resize_size, config.data.img_size) == (paper["resize"], paper["crop"])
+    assert config.optim.name in paper["optimizers"] and config.optim.weight_decay == paper["weight_decay"]
+    assert (config.train.epochs, config.data.batch_size) == (paper["epochs"], paper["batch_size"])
+    assert scaled_lr(config) == pytest.approx(paper["lr_per_512_images"] * paper["batch_size"] / 512)
+    doubled = load_config(path, [f"data.batch_size={2 * paper['batch_size']}"])  # the rate scales with the batch
+    assert scaled_lr(doubled) == pytest.approx(paper["lr_per_512_images"] * 2 * paper["batch_size"] / 512)
+    assert (config.model.glca_ratio, config.model.pwca_blocks) == (paper["R"], paper["T"])
+    assert config.loss.label_smoothing == paper["label_smoothing"]
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "reid").glob("*.yaml")), ids=lambda p: p.stem)
+def test_reid_configs_have_the_papers_settings(path):
+    from dcal.engine.optimizer import scaled_lr
+
+    paper, config = PAPER["reid"], load_config(path)
+    kind = "vehicles" if config.data.dataset in VEHICLE_DATASETS else "persons"
+    assert config.data.img_size == paper["size"][kind]
+    assert config.optim.name in paper["optimizers"] and config.optim.momentum == paper["momentum"]
+    assert config.optim.weight_decay == paper["weight_decay"] and scaled_lr(config) == paper["lr"]
+    assert (config.train.epochs, config.data.batch_size) == (paper["epochs"], paper["batch_size"])
+    assert config.data.num_instances == paper["images_per_identity"]
+    assert config.data.batch_size // config.data.num_instances == paper["identities_per_batch"]
+    assert config.model.glca_ratio == paper["R"]
+    assert (config.loss.label_smoothing, config.loss.triplet_margin) == (paper["label_smoothing"], paper["triplet_margin"])
+    assert (config.data.padding, config.data.erasing_prob) == (paper["padding"], paper["erasing_prob"])
+
+
+def test_msmt17_trains_on_train_and_val():
     assert load_config(CONFIGS / "reid" / "msmt17.yaml").data.options == {"include_val": True}
 
 
