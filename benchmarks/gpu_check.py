@@ -28,6 +28,7 @@ Times are medians of ``cuda.synchronize``-bounded steps after warm-up; peak memo
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -177,7 +178,8 @@ def train_step_part(cfg, device, out: dict) -> None:
                     optimizer.zero_grad(set_to_none=True)
 
                 out[key] = measure(step, device, cfg["warmup"], cfg["steps"])
-                del model, criterion, optimizer, params
+                del model, criterion, optimizer, params, scaler, step  # freed before the next one is measured
+                gc.collect()
         for suffix in ("", "_checkpointing"):
             a, b = out.get(f"{task}_dcal{suffix}", {}), out.get(f"{task}_timm{suffix}", {})
             if "seconds" in a and "seconds" in b:
@@ -203,7 +205,8 @@ def inference_part(cfg, device, out: dict) -> None:
                     model(x)
 
             out[f"{task}_{kind}"] = measure(step, device, cfg["warmup"], cfg["steps"])
-            del model
+            del model, step
+            gc.collect()
         a, b = out[f"{task}_dcal"], out[f"{task}_timm"]
         out[f"{task}_dcal_over_timm"] = {
             "time": round(a["seconds"] / b["seconds"], 3),
