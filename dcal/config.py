@@ -339,7 +339,7 @@ VALUE_RULES = (
     ("data.num_workers", lambda v: v >= 0, "0 or more"),
     ("data.padding", lambda v: v >= 0, "0 or more"),
     ("data.erasing_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("optim.lr", lambda v: _finite(v) and v > 0, "a positive number"),
+    ("optim.lr", lambda v: _finite(v) and v >= 0, "a finite number, 0 or more"),
     ("optim.lr_reference_batch", lambda v: v >= 1, "at least 1 (or null)"),
     ("optim.weight_decay", lambda v: _finite(v) and v >= 0, "0 or more"),
     ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -44,8 +44,8 @@ def one_line_error(capsys) -> str:
 @pytest.mark.parametrize("override, message", [
     ("data.batch_size=0", "config key 'data.batch_size' must be at least 1, got 0"),
     ("train.epochs=0", "config key 'train.epochs' must be at least 1, got 0"),
-    ("optim.lr=-0.001", "config key 'optim.lr' must be a positive number, got -0.001"),
-    ("optim.lr=.nan", "config key 'optim.lr' must be a positive number, got nan"),
+    ("optim.lr=-0.001", "config key 'optim.lr' must be a finite number, 0 or more, got -0.001"),
+    ("optim.lr=.nan", "config key 'optim.lr' must be a finite number, 0 or more, got nan"),
     ("model.glca_ratio=1.5", "config key 'model.glca_ratio' must be a share of the patch tokens in (0, 1]"),
     ("data.erasing_prob=2", "config key 'data.erasing_prob' must be a probability in [0, 1], got 2.0"),
     ("train.accum_steps=0", "config key 'train.accum_steps' must be at least 1, got 0"),
