@@ -31,7 +31,6 @@ class InputView:
     offset: tuple
 
     def to_image(self, points: np.ndarray) -> np.ndarray:
-        """Image-pixel coordinates of ``points`` (..., 2) given as model-input ``(x, y)``."""
         return np.asarray(points, dtype=np.float64) * np.array(self.scale) + np.array(self.offset)
 
     @property

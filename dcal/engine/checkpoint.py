@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save
 
 from dcal.config import Config, config_from_dict
+from dcal.engine.model_setup import build_model
 from dcal.errors import CheckpointError, ConfigError
 from dcal.model.pretrained import load_fitting_state
 
@@ -51,8 +53,6 @@ def save_checkpoint(state: dict, path) -> None:
 
 def save_safetensors(state_dict: dict, path, metadata: dict) -> None:
     """Write weights as ``.safetensors`` (atomically), with ``metadata`` (the config as JSON, ...)."""
-    from safetensors.torch import save
-
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
     data = save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()})
     _write_atomically(Path(path), lambda f: f.write(data))
@@ -137,8 +137,6 @@ def load_model(path, map_location="cpu", *, config: Config | None = None, ema: b
 
 def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | None = None, ema: bool | None = None):
     """:func:`load_model` for a checkpoint dict already read with :func:`read_checkpoint`."""
-    from dcal.engine.model_setup import build_model
-
     trained = checkpoint_config(state, path)
     if config is not None:
         check_compatible(trained, config, path)

@@ -23,7 +23,6 @@ BRANCHES = ("sa", "glca", "pwca")
 
 
 def uncertainty_weighted(losses: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """``½ · Σ_b (exp(−w_b)·L_b + w_b)`` over the branches in ``losses``."""
     return 0.5 * sum(torch.exp(-weights[b]) * loss + weights[b] for b, loss in losses.items())
 
 

@@ -31,7 +31,6 @@ NO_CAMERA_NOTE = "no camera ids: only each query's own image is left out of its 
 
 
 def has_cameras(*camids) -> bool:
-    """Whether every item of every array of camera ids has a camera (none is :data:`NO_CAMERA`)."""
     return all(bool(np.all(np.asarray(c) != NO_CAMERA)) for c in camids)
 
 

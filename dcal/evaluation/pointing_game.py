@@ -83,13 +83,11 @@ class PointingGameResult:
                    hits=hits[boxed].astype(bool), count=int(boxed.sum()))
 
     def as_dict(self) -> dict:
-        """Metrics keys: ``pointing_game`` and ``pointing_game_chance`` in percent, ``pointing_game_images``."""
         return {"pointing_game": 100.0 * self.score, "pointing_game_chance": 100.0 * self.chance,
                 "pointing_game_images": self.count}
 
 
 def has_boxes(dataset) -> bool:
-    """Whether any record of ``dataset`` (an :class:`~dcal.data.image_dataset.ImageDataset`) has a box."""
     return any(getattr(record, "bbox", None) is not None for record in dataset.records)
 
 

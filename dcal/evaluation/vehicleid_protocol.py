@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dcal.evaluation.camera_filter import image_groups
+from dcal.evaluation.re_ranking import re_ranking_chunks
 from dcal.evaluation.reid_metrics import EvaluationError, reid_metrics, reid_metrics_from_distances
 
 NUM_DRAWS = 10
@@ -70,8 +71,6 @@ def vehicleid_metrics(features, pids, paths=None, *, num_draws: int = NUM_DRAWS,
         q_groups, g_groups = image_groups(paths[query], paths[gallery])
         qf, gf = features[query], features[gallery]
         if re_ranking:
-            from dcal.evaluation.re_ranking import re_ranking_chunks
-
             result = reid_metrics_from_distances(re_ranking_chunks(qf, gf, device=device), pids[query],
                                                  pids[gallery], q_groups, g_groups, max_rank=max_rank, device=device)
         else:

@@ -62,7 +62,7 @@ def export_onnx(model: torch.nn.Module, path, input_size, *, task: str, metadata
     ``input_size`` is ``(height, width)``; ``metadata`` (JSON-serialisable values) is stored as the
     ONNX model's metadata next to ``task`` and ``input_size``.
     """
-    import onnx
+    import onnx  # the optional `export` extra: imported only when exporting
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def check_onnx(path, model: torch.nn.Module, input_size, *, batch_size: int = 3,
                seed: int = 0) -> float:
     """Largest absolute difference between onnxruntime and PyTorch on random input of
     ``batch_size`` images; raises :class:`ExportError` above ``tolerance``."""
-    import onnxruntime
+    import onnxruntime  # the optional `export` extra: imported only when checking
 
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(batch_size, 3, *input_size, generator=generator)

@@ -13,7 +13,10 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dcal.viz.figure_grid import BACKGROUND, TEXT, caption_font
+from dcal.data.image_dataset import load_image
+from dcal.evaluation.camera_filter import exclusion_groups
+from dcal.export.features import euclidean_distances
+from dcal.viz.figure_grid import BACKGROUND, TEXT, caption_font, grid
 
 QUERY_COLOR = (40, 90, 220)
 MATCH_COLOR = (30, 160, 60)
@@ -95,11 +98,6 @@ def rank_list_figure(query, gallery, query_indices: Sequence[int], topk: int = 1
     Tiles keep the network input's aspect (``input_size`` = ``(height, width)``) at ``tile_height``
     pixels; under each image: identity and camera (1-based, as in the file names), and the distance.
     """
-    from dcal.data.image_dataset import load_image
-    from dcal.evaluation.camera_filter import exclusion_groups
-    from dcal.export.features import euclidean_distances
-    from dcal.viz.figure_grid import grid
-
     tile_size = (max(1, round(tile_height * input_size[1] / input_size[0])), tile_height)
     chosen = list(query_indices)
     distances = euclidean_distances(query.features[chosen], gallery.features)
