@@ -107,6 +107,21 @@ def test_skipped_images_are_counted_per_epoch_and_per_evaluation(data_root, tmp_
     assert record["skipped_images"] == 1 and record["num_images"] == 7
 
 
+def test_skipped_query_and_gallery_images_are_counted_per_evaluation(tmp_path, capsys):
+    root = write_tiny_reid(tmp_path / "market")
+    query, gallery = sorted((root / "query").iterdir()), sorted((root / "bounding_box_test").iterdir())
+    query[0].write_bytes(b"corrupt")
+    gallery[0].write_bytes(b"corrupt")
+    run = tmp_path / "run"
+    args = [a for a in TINY_RUN if not a.startswith(("data.img_size", "data.resize_size", "data.dataset"))]
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), *args, "task=reid", "data.dataset=market1501", f"data.root={root}",
+                 "data.img_size=[16, 16]", "data.num_instances=4", "data.padding=2", "data.skip_corrupt=true"]) == 0
+    assert "  2 unreadable evaluation images skipped (query 1, gallery 1)" in capsys.readouterr().out
+    (record,) = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert record["skipped_images"] == 2 and record["num_images"] == len(query) + len(gallery) - 2
+
+
 def test_every_pillow_mode_becomes_8_bit_rgb(tmp_path):
     ramp16 = (np.arange(64).reshape(8, 8) * 1040).astype(np.uint16)  # 0 .. 65520
     expected16 = np.rint(ramp16.astype(np.float64) * 255 / 65535)
