@@ -55,6 +55,17 @@ def read_lines(path: Path, dataset: str, layout: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def read_id_table(path: Path, dataset: str, layout: str) -> dict[str, list[str]]:
+    """``{id: remaining fields}`` of a text file of ``<id> <field> ...`` lines (CUB's and NABirds' lists)."""
+    table = {}
+    for line in read_lines(path, dataset, layout):
+        fields = line.split()
+        if len(fields) < 2:
+            raise DatasetError(f"{dataset}: line '{line}' of {path} has no value after the image id")
+        table[fields[0]] = fields[1:]
+    return table
+
+
 def require_files(paths, dataset: str, listed_in: Path) -> None:
     """Every path listed in an annotation file must exist; the error names the first missing ones."""
     listings: dict[Path, set] = {}

@@ -49,7 +49,9 @@ PWCA_BLOCKS = 12
 class DCAL(nn.Module):
     """Dual Cross-Attention Learning around ``backbone``, a timm ``VisionTransformer``.
 
-    Built by :func:`dcal.model.factory.create_model`; the backbone's own classifier is removed
+    Built by :func:`dcal.model.factory.create_model`, which documents the options and holds their
+    defaults (``None`` for R and T is the paper's: :data:`GLCA_RATIO`, :data:`PWCA_BLOCKS`).  The
+    backbone's own classifier is removed
     (``num_classes=0``) and replaced by one head per branch: SA and PWCA share ``sa_head``, GLCA
     has ``glca_head``.  FGVC heads are linear, Re-ID heads are BNNecks.
 
@@ -64,13 +66,13 @@ class DCAL(nn.Module):
         backbone: VisionTransformer,
         num_classes: int,
         *,
-        task: str = "fgvc",
-        glca_ratio: Optional[float] = None,
-        pwca_blocks: Optional[int] = None,
-        glca: bool = True,
-        glca_readout: str = "local",
-        glca_selection: str = "rollout",
-        neck_feat: str = "before",
+        task: str,
+        glca_ratio: Optional[float],
+        pwca_blocks: Optional[int],
+        glca: bool,
+        glca_readout: str,
+        glca_selection: str,
+        neck_feat: str,
         name: str = "backbone",
     ):
         super().__init__()
