@@ -137,7 +137,7 @@ def test_rank_list_marks_matches(tiny, capsys):
     # query's identity seen by its own camera left out, the 4 nearest; green = same identity.
     from dcal.engine.data_setup import build_eval_data
     from dcal.export.features import extract_features
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
     from dcal.viz.rank_list import MATCH_COLOR, MISTAKE_COLOR, QUERY_COLOR
 
     trained = load_trained(tiny["reid"], device="cpu")
@@ -161,7 +161,7 @@ def test_rank_list_marks_matches(tiny, capsys):
 def test_baseline_checkpoint_draws_rollout_without_glca_selection_and_plays_the_pointing_game(tiny, capsys):
     from dcal.engine.data_setup import build_eval_data
     from test_localization import pointing_game  # the plain reference
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     out = tiny["tmp"] / "vis-baseline"
     code, _, stderr = _run(capsys, "visualize", "--checkpoint", tiny["baseline"], "--split", "test", "--num-images", "1",
@@ -181,7 +181,7 @@ def test_predict_prints_topk_names_and_scores(tiny, capsys):
     results = json.loads(stdout)
     assert [r["image"] for r in results] == [str(tiny["images"][0]), str(tiny["images"][5])]
     # Independent computation: the model's own inference output is softmax(SA) + softmax(GLCA).
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     trained = load_trained(tiny["fgvc"], device="cpu")
     with Image.open(tiny["images"][5]) as image:
@@ -219,7 +219,8 @@ def test_export_onnx_agrees_with_pytorch(tiny, capsys):
     assert code == 0, stderr
     assert "largest absolute difference" in stdout
     # Independently of the command's own check: another batch size, real images.
-    from dcal.export.trained_model import load_images, load_trained
+    from dcal.data.image_files import load_images
+    from dcal.engine.trained_model import load_trained
 
     trained = load_trained(tiny["fgvc"], device="cpu")
     batch = trained.batch(load_images(tiny["images"][:5]))
@@ -247,7 +248,7 @@ def test_eval_reports_the_pointing_game_when_the_dataset_has_boxes(tiny, capsys)
     """`dcal eval` scores the pointing game from its own forward pass; it equals the stand-alone function."""
     from dcal.engine.data_setup import build_eval_data
     from test_localization import pointing_game  # the plain reference
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     code, stdout, stderr = _run(capsys, "eval", "--checkpoint", tiny["fgvc"], "--json")
     assert code == 0, stderr

@@ -19,7 +19,7 @@ from dcal.engine.model_setup import build_model
 from dcal.evaluation.nearest import nearest, nearest_dense
 from dcal.export import gallery as gallery_module
 from dcal.export.gallery import cache_path, file_sha256, open_gallery
-from dcal.export.trained_model import load_trained
+from dcal.engine.trained_model import load_trained
 from tiny_datasets import write_tiny_fgvc, write_tiny_reid
 
 TINY_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}

@@ -24,7 +24,7 @@ def run(args) -> int:
     from dcal.commands.output_paths import check_output_file
     from dcal.data.input_config import resolve_input_config
     from dcal.export.onnx import check_onnx, export_onnx, output_name
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     check_output_file(args.out, {"checkpoint": args.checkpoint})
     trained = load_trained(args.checkpoint, device="cpu")

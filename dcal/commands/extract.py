@@ -29,7 +29,7 @@ def run(args) -> int:
     from dcal.engine.data_setup import build_eval_data
     from dcal.export.features import extract_features
     from dcal.export.gallery import file_sha256
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     check_output_file(args.out, {"checkpoint": args.checkpoint, "config": args.config})
     config = load_config(args.config) if args.config else None

@@ -27,7 +27,8 @@ def run(args) -> int:
     import numpy as np
 
     from dcal.errors import ConfigError
-    from dcal.export.trained_model import image_paths, load_images, load_trained
+    from dcal.data.image_files import image_paths, load_images
+    from dcal.engine.trained_model import load_trained
 
     if args.topk < 1:
         raise ConfigError(f"--topk must be at least 1, got {args.topk}")

@@ -42,7 +42,8 @@ def run(args) -> int:
     from dcal.errors import ConfigError, DatasetError
     from dcal.export.gallery import open_gallery
     from dcal.export.gallery_search import contact_sheet, search
-    from dcal.export.trained_model import image_paths, load_trained
+    from dcal.data.image_files import image_paths
+    from dcal.engine.trained_model import load_trained
 
     for name in ("topk", "batch_size"):
         if getattr(args, name) < 1:

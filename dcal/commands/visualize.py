@@ -58,7 +58,7 @@ def run(args) -> int:
     from dcal.commands.output_paths import check_output_folder
     from dcal.config import load_config
     from dcal.errors import ConfigError
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
 
     if args.rank_list and (args.images or args.split):
         raise ConfigError("--rank-list draws the config's query and gallery; give no IMAGE_OR_DIR or --split with it")
@@ -86,7 +86,7 @@ def _attention(trained, args, out) -> list:
     from dcal.commands.output_paths import check_output_folder
     from dcal.data.image_dataset import load_record_image
     from dcal.engine.data_setup import build_eval_data
-    from dcal.export.trained_model import image_paths, load_images
+    from dcal.data.image_files import image_paths, load_images
     from dcal.viz.attention_map import attention_figures
     from dcal.viz.figure_grid import grid
 

@@ -2,20 +2,20 @@
 
 Layout: ``train/<class>/<image>``, ``test/<class>/<image>`` and optionally ``val/<class>/<image>``.
 Classes are the sorted folder names of ``train/``; a class folder in another split that ``train/``
-lacks is an error.  Images are files ending in .jpg, .jpeg, .png, .bmp, .webp (any case).  There are
+lacks is an error.  Images are files with one of :data:`dcal.data.image_files.IMAGE_SUFFIXES`.  There are
 no official sizes to check and no boxes.
 """
 
 from __future__ import annotations
 
 from dcal.data.fgvc_splits import build_fgvc_splits
+from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError
 
 DATASET = "image_folder"
 LAYOUT = "train/<class>/<image>, test/<class>/<image>, optionally val/<class>/<image>"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def load(root) -> DatasetSplits:
@@ -35,6 +35,6 @@ def load(root) -> DatasetSplits:
             if class_dir.name not in label_of:
                 raise DatasetError(f"{DATASET}: class folder {class_dir} has no counterpart in {root / 'train'}")
             records += [FGVCRecord(path=str(path), label=label_of[class_dir.name])
-                        for path in sorted(class_dir.iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+                        for path in sorted(class_dir.iterdir()) if is_image(path)]
         splits[split] = records
     return build_fgvc_splits(DATASET, root, splits, class_names, official={})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcal.data.image_folder import IMAGE_SUFFIXES
+from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
 from dcal.data.records import NO_CAMERA, DatasetSplits
 from dcal.data.reid_splits import build_reid_splits
@@ -27,7 +27,7 @@ LAYOUT = "train/<identity>/<image> and query/<identity>/<image> + gallery/<ident
 
 def _identity_folders(split: Path) -> dict[str, list[Path]]:
     """``{identity folder name: its images, sorted}``."""
-    folders = {sub.name: sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    folders = {sub.name: sorted(p for p in sub.iterdir() if is_image(p))
                for sub in sorted(require(split, DATASET, LAYOUT).iterdir()) if sub.is_dir()}
     if not any(folders.values()):
         raise DatasetError(f"{DATASET}: {split} has no identity folders with images; expected layout: {LAYOUT}")

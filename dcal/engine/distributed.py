@@ -44,18 +44,27 @@ def setup(device: str = "auto", threads: int = 0) -> DistributedContext:
     """
     if threads > 0:
         torch.set_num_threads(threads)
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch_device = resolve_device(device, local_rank)
+    use_cuda = torch_device.type == "cuda"
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        torch_device = torch.device("cuda", local_rank)
-    else:
-        torch_device = torch.device("cpu")
+        torch.cuda.set_device(torch_device)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return DistributedContext(rank, world_size, local_rank, torch_device)
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; ``cuda`` without an index is this process's GPU
+    (``LOCAL_RANK`` under torchrun); ``cpu``, ``cuda:1``, ... as given."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
+    return device
 
 
 def finish(context: DistributedContext, exit_code: int = 0) -> int:

@@ -34,7 +34,7 @@ from dcal.data.image_dataset import load_image
 from dcal.errors import DatasetError
 from dcal.export.features import FEATURE_DESCRIPTIONS, batch_features
 from dcal.export.npz_array import NpzArray, spool_rows, write_npz
-from dcal.export.trained_model import IMAGE_SUFFIXES
+from dcal.data.image_files import images_in
 
 CACHE_FORMAT = "dcal-gallery-cache-v1"
 
@@ -148,20 +148,11 @@ def gallery_from_npz(path, task: str, checkpoint, checkpoint_sha256: Optional[st
     return Gallery(path, paths, features, task)
 
 
-def gallery_images(folder) -> list:
-    """The image files under ``folder`` (recursively, sorted), or a :class:`DatasetError`."""
-    folder = Path(folder)
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not found:
-        raise DatasetError(f"gallery folder {folder} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
-    return found
-
-
 def folder_gallery(trained, folder, *, skip_corrupt: bool = False, batch_size: int = 64, num_workers: int = 0,
                    checkpoint_sha256: Optional[str] = None) -> Gallery:
     """The gallery of the images under ``folder``, its cache brought up to date first."""
     folder = Path(folder)
-    files = gallery_images(folder)
+    files = images_in(folder, "gallery folder")
     relative = [p.relative_to(folder).as_posix() for p in files]
     stats = [p.stat() for p in files]
     sizes = np.array([s.st_size for s in stats], dtype=np.int64)

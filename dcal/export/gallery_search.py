@@ -7,7 +7,7 @@ chunks and only a running top-k is kept (:func:`dcal.evaluation.nearest.nearest`
 
 From Python::
 
-    from dcal.export.trained_model import load_trained
+    from dcal.engine.trained_model import load_trained
     from dcal.export.gallery import open_gallery
     from dcal.export.gallery_search import search
 

@@ -111,7 +111,7 @@ def draw_box(picture: Image.Image, view: InputView, box: Sequence[float], color=
 
 def attention_figures(trained, images: Sequence[Image.Image], captions: Optional[Sequence[str]] = None,
                       boxes: Optional[Sequence] = None) -> list:
-    """One :func:`attention_panel` per image for a :class:`~dcal.export.trained_model.TrainedModel`.
+    """One :func:`attention_panel` per image for a :class:`~dcal.engine.trained_model.TrainedModel`.
 
     FGVC captions end with the predicted class and its score (softmax(SA) + softmax(GLCA), in [0, 2]);
     ``boxes[i]`` (``(x, y, w, h)`` in image pixels, or ``None``) is drawn in white on the left tile —

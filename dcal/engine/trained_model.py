@@ -1,14 +1,16 @@
 """A checkpoint made ready for inference: the model, its config, class names and test transform.
 
-``dcal visualize``, ``predict``, ``extract`` and ``export`` all start here:
+``dcal eval``'s siblings — ``visualize``, ``predict``, ``extract``, ``search`` and ``export`` —
+start here:
 
 - :func:`load_trained` rebuilds the model from a checkpoint alone
-  (:func:`dcal.engine.checkpoint.load_model`), in eval mode (PWCA is not run at inference), and
-  checks that the checkpoint is of the task the command needs, naming the file otherwise.
-- :func:`load_images` reads images named on the command line, folders expanded to the images in
-  them; an unreadable file raises :class:`~dcal.errors.DatasetError` naming it.
+  (:func:`dcal.engine.checkpoint.model_from_checkpoint`), in eval mode (PWCA is not run at
+  inference), and checks that the checkpoint is of the task the command needs, naming the file
+  otherwise.
 - :meth:`TrainedModel.branches` runs the model on PIL images and returns per image what the
-  figures need: the SA/GLCA class scores, the rollout over the patch grid and GLCA's selection.
+  figures need: the inference scores, the rollout over the patch grid and GLCA's selection.
+
+Reading the images a user names is :mod:`dcal.data.image_files`.
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import numpy as np
 import torch
 
 from dcal.config import Config
-from dcal.data.image_dataset import load_image
-from dcal.errors import CheckpointError, DatasetError
+from dcal.engine.distributed import resolve_device
+from dcal.errors import CheckpointError
 from dcal.model.inference import fgvc_scores
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 @dataclass
@@ -99,13 +99,6 @@ class TrainedModel:
         return results
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[str] = (), device: str = "auto",
                  task: Optional[str] = None, purpose: str = "this command") -> TrainedModel:
     """The model of checkpoint ``path`` in eval mode on ``device`` (its EMA weights when it has them);
@@ -130,26 +123,3 @@ def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[s
     if task is not None:
         trained.require_task(task, purpose)
     return trained
-
-
-def image_paths(inputs: Sequence) -> list:
-    """The image files named by ``inputs``: files as given, folders expanded to their images (sorted,
-    recursively).  Raises :class:`DatasetError` for a path that does not exist or a folder without images."""
-    paths = []
-    for item in inputs:
-        item = Path(item)
-        if item.is_dir():
-            found = sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DatasetError(f"folder {item} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
-            paths.extend(found)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise DatasetError(f"image {item} not found")
-    return paths
-
-
-def load_images(paths: Sequence) -> list:
-    """The RGB images at ``paths``; an unreadable one raises :class:`DatasetError` naming it."""
-    return [load_image(str(path)) for path in paths]
