@@ -126,8 +126,3 @@ def batch_features(model, images: torch.Tensor):
     out = model.forward_branches(images)
     feats = torch.cat([out[b]["feat"] for b in ("sa", "glca") if b in out], dim=1).float().cpu()
     return feats, fgvc_scores(out).cpu()
-
-
-def euclidean_distances(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
-    """(nq, ng) Euclidean distances between rows, as ``dcal eval`` ranks by default."""
-    return torch.cdist(torch.from_numpy(query).double(), torch.from_numpy(gallery).double()).numpy()

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from dcal.data.image_dataset import load_image
 from dcal.evaluation.camera_filter import exclusion_groups
-from dcal.export.features import euclidean_distances
+from dcal.evaluation.distances import PairwiseDistance
 from dcal.viz.figure_grid import BACKGROUND, TEXT, caption_font, grid
 
 QUERY_COLOR = (40, 90, 220)
@@ -100,7 +101,8 @@ def rank_list_figure(query, gallery, query_indices: Sequence[int], topk: int = 1
     """
     tile_size = (max(1, round(tile_height * input_size[1] / input_size[0])), tile_height)
     chosen = list(query_indices)
-    distances = euclidean_distances(query.features[chosen], gallery.features)
+    squared = PairwiseDistance(torch.from_numpy(gallery.features).double())(torch.from_numpy(query.features[chosen]))
+    distances = squared.clamp_min(0).sqrt().numpy()  # the evaluation's distances, shown as Euclidean
     q_groups, g_groups, _ = exclusion_groups(query.cameras, gallery.cameras, query.paths, gallery.paths)
     rows = []
     for row, q in enumerate(chosen):
