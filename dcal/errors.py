@@ -20,3 +20,36 @@ class DatasetError(DCALError):
 
 class CheckpointError(DCALError):
     """A checkpoint or weights file cannot be used with the requested model."""
+
+
+class UnsupportedBackboneError(ConfigError):
+    """The timm model is not a ViT that DCAL can drive block by block."""
+
+
+class LocalizationError(DCALError):
+    """The pointing game cannot be computed for this model or data."""
+
+
+class RunFolderError(DCALError):
+    """A run folder cannot be used as asked (a run is already there, none is, or a resume changes it)."""
+
+
+class ExportError(DCALError):
+    """The model could not be exported, or the exported file disagrees with PyTorch."""
+
+
+class TrainingInterrupted(DCALError):
+    """Training stopped on SIGINT or SIGTERM; :attr:`exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(DCALError):
+    """The loss became NaN or infinite."""
+
+
+class EvaluationFailed(DCALError):
+    """The evaluation after an epoch failed; the epoch's checkpoint is on disk and the run can resume."""

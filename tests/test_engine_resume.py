@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from dcal.cli import main
-from dcal.engine.trainer import TrainingDiverged
+from dcal.errors import TrainingDiverged
 from tiny_datasets import write_tiny_fgvc
 
 ARGS = ["model.timm_kwargs={patch_size: 8, embed_dim: 32, depth: 2, num_heads: 2}", "model.pwca_blocks=2",

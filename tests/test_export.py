@@ -11,7 +11,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from dcal.export.onnx import ExportError, check_onnx
+from dcal.errors import ExportError
+from dcal.export.onnx import check_onnx
 
 
 def _doubling_onnx(path):

@@ -11,7 +11,8 @@ from dcal.data.image_dataset import ImageDataset
 from dcal.data.records import FGVCRecord
 from dcal.data.transform_geometry import input_view, patch_centres, transform_sizes
 from dcal.errors import ConfigError
-from dcal.evaluation.pointing_game import LocalizationError, PointingGameResult, pointing_hits, record_pointing
+from dcal.errors import LocalizationError
+from dcal.evaluation.pointing_game import PointingGameResult, pointing_hits, record_pointing
 
 
 def _coordinate_image(width, height):

@@ -84,7 +84,7 @@ def run(args) -> int:
             print("resuming with changed settings: "
                   + "; ".join(run_folder.format_change(k, *v) for k, v in differences.items()), flush=True)
     from dcal.engine import distributed
-    from dcal.engine.interrupts import TrainingInterrupted
+    from dcal.errors import TrainingInterrupted
     from dcal.engine.trainer import format_metrics, train
 
     context = distributed.setup(config.train.device, config.train.threads)

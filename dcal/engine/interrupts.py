@@ -14,18 +14,9 @@ import signal
 import threading
 from contextlib import contextmanager
 
-from dcal.errors import DCALError
+from dcal.errors import TrainingInterrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class TrainingInterrupted(DCALError):
-    """Training stopped on SIGINT or SIGTERM; :attr:`exit_code` is 128 + the signal number."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 128 + signum
 
 
 class StopSignals:

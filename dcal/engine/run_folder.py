@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from dcal.config import Config, config_from_dict
-from dcal.errors import CheckpointError, DCALError
+from dcal.errors import CheckpointError, RunFolderError
 
 CHANGES_FILE = "config_changes.yaml"
 #: What marks a folder as holding a run.
@@ -39,10 +39,6 @@ NEUTRAL_KEYS = frozenset({
     "train.checkpoint_every", "train.save_safetensors", "train.log_every", "eval.batch_size",
     "eval.datasets", "model.grad_checkpointing", "model.init_from",
 })
-
-
-class RunFolderError(DCALError):
-    """A run folder cannot be used as asked (a run is already there, none is, or a resume changes it)."""
 
 
 @dataclass(frozen=True)

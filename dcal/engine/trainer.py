@@ -47,23 +47,15 @@ from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.engine import run_folder
 from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
-from dcal.engine.interrupts import StopSignals, TrainingInterrupted, signal_name
+from dcal.engine.interrupts import StopSignals, signal_name
 from dcal.engine.losses import DCALLoss
 from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
 from dcal.engine.run_log import RunLog
 from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
 from dcal.engine.run_summary import format_summary, run_summary, selection_metric, write_summary
-from dcal.errors import DCALError
+from dcal.errors import DCALError, EvaluationFailed, TrainingDiverged, TrainingInterrupted
 from dcal.model.pairing import distractor_index
-
-
-class TrainingDiverged(DCALError):
-    """The loss became NaN or infinite."""
-
-
-class EvaluationFailed(DCALError):
-    """The evaluation after an epoch failed; the epoch's checkpoint is on disk and the run can resume."""
 
 
 class TrainStep(nn.Module):

@@ -24,11 +24,7 @@ import torch
 from PIL import Image
 
 from dcal.data.transform_geometry import InputView, input_view, patch_centres, transform_sizes
-from dcal.errors import DatasetError, DCALError
-
-
-class LocalizationError(DCALError):
-    """The pointing game cannot be computed for this model or data."""
+from dcal.errors import DatasetError, LocalizationError
 
 
 def _inside(points: np.ndarray, box: Sequence[float]) -> np.ndarray:

@@ -30,13 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dcal.errors import DCALError
+from dcal.errors import ExportError
 
 TOLERANCE = 1e-4
-
-
-class ExportError(DCALError):
-    """The model could not be exported, or the exported file disagrees with PyTorch."""
 
 
 class InferenceModel(torch.nn.Module):

@@ -15,11 +15,7 @@ from timm.models.deit import VisionTransformerDistilled
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from dcal.errors import ConfigError
-
-
-class UnsupportedBackboneError(ConfigError):
-    """The timm model is not a ViT that DCAL can drive block by block."""
+from dcal.errors import UnsupportedBackboneError
 
 
 def check_supported(vit: nn.Module, name: str) -> None:
