@@ -9,7 +9,7 @@ from PIL import Image
 
 from dcal.config import load_config
 from dcal.data.input_config import backbone_input_config, resolve_input_config, with_input_config
-from dcal.engine.data_setup import eval_transform
+from dcal.data.transforms import eval_transform
 from dcal.errors import ConfigError
 
 

@@ -16,13 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    if args.task == "fgvc":
-        from dcal.data.synthetic_fgvc import write_fgvc_demo as write
-        name = "cub200"
-    else:
-        from dcal.data.synthetic_reid import write_reid_demo as write
-        name = "market1501"
-    root = write(args.out, seed=args.seed)
+    from dcal.data.synthetic import SYNTHETIC_LAYOUT, write_synthetic
+
+    root = write_synthetic(args.task, args.out, {"seed": args.seed})
     print(root)
-    print(f"read it with: dcal data --dataset {name} --root {root}")
+    print(f"read it with: dcal data --dataset {SYNTHETIC_LAYOUT[args.task]} --root {root}")
     return 0

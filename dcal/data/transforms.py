@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from torchvision import transforms as T
 
+from dcal.data.input_config import resolve_input_config
 from dcal.errors import ConfigError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,3 +59,18 @@ def build_transforms(task: str, train: bool, img_size, resize_size=None, flip_pr
                               *finish, T.RandomErasing(p=erasing_prob, value=0)])
         return T.Compose([T.Resize(size, mode), *finish])
     raise ConfigError(f"task '{task}' is not one of fgvc, reid")
+
+
+def config_transform(config, train: bool):
+    """The training or test transform a :class:`~dcal.config.Config` describes, normalised with
+    the backbone's statistics (:func:`dcal.data.input_config.resolve_input_config`)."""
+    d = config.data
+    statistics = resolve_input_config(config)
+    resize = tuple(d.resize_size) if d.resize_size is not None else None
+    return build_transforms(config.task, train, tuple(d.img_size), resize, padding=d.padding, erasing_prob=d.erasing_prob,
+                            mean=statistics.mean, std=statistics.std, interpolation=statistics.interpolation)
+
+
+def eval_transform(config):
+    """The test-time transform of ``config`` (FGVC: resize, centre crop; Re-ID: resize)."""
+    return config_transform(config, train=False)

@@ -32,24 +32,12 @@ from dcal.data.layout import SYNTHETIC_MARKER
 from dcal.data.image_dataset import ImageDataset, collate_skipping_corrupt
 from dcal.data.records import DatasetSplits
 from dcal.data.samplers import IdentitySampler, ShardedEvalSampler, ShuffleSampler
-from dcal.data.input_config import resolve_input_config
-from dcal.data.transforms import build_transforms
+from dcal.data.synthetic import write_synthetic
+from dcal.data.transforms import config_transform, eval_transform
 from dcal.engine.interrupts import ignore_stop_signals
+from dcal.engine.seeding import mix_seed
 from dcal.data.validation import validation_split_names, with_validation
 from dcal.errors import ConfigError, DatasetError
-
-
-def write_synthetic(task: str, root, options: dict | None = None) -> None:
-    """Write the synthetic FGVC (CUB layout) or Re-ID (Market-1501 layout) demo set into ``root``;
-    ``options`` (``data.synthetic_options``) go to the writer as keyword arguments."""
-    if task == "fgvc":
-        from dcal.data.synthetic_fgvc import write_fgvc_demo as write
-    else:
-        from dcal.data.synthetic_reid import write_reid_demo as write
-    try:
-        write(root, **(options or {}))
-    except TypeError as error:
-        raise ConfigError(f"data.synthetic_options {options!r} are not options of the synthetic {task} set: {error}") from None
 
 
 def load_splits(config: Config) -> DatasetSplits:
@@ -130,12 +118,6 @@ def extra_eval_data(config: Config, num_classes: int | None = None) -> dict:
     return sets
 
 
-def eval_transform(config: Config):
-    """The test-time transform of ``config`` (FGVC: resize, centre crop; Re-ID: resize), normalised
-    with the backbone's statistics (:func:`dcal.data.input_config.resolve_input_config`)."""
-    return build_transforms(config.task, False, tuple(config.data.img_size), _resize(config), **_statistics(config))
-
-
 def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int = 1, *,
                 pin_memory: bool = False) -> DataLoader:
     """This rank's contiguous shard of ``dataset``, in order (each image is evaluated exactly once)."""
@@ -176,7 +158,7 @@ class TrainData:
                 drop_last=True,
                 num_workers=workers,
                 collate_fn=collate_skipping_corrupt,
-                generator=torch.Generator().manual_seed(_mix(config.train.seed, rank)),
+                generator=torch.Generator().manual_seed(mix_seed(config.train.seed, rank)),
                 persistent_workers=workers > 0,
                 pin_memory=pin_memory,
                 worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM: the training process checkpoints, then stops them
@@ -213,8 +195,7 @@ def build_train_data(config: Config, rank: int = 0, world_size: int = 1, splits:
         sampler = IdentitySampler([r.pid for r in records], micro_batch, d.num_instances, t.seed, rank, world_size)
     else:
         sampler = ShuffleSampler(len(records), t.seed, rank, world_size, drop_last=True)
-    transform = build_transforms(config.task, True, tuple(d.img_size), _resize(config),
-                                 padding=d.padding, erasing_prob=d.erasing_prob, **_statistics(config))
+    transform = config_transform(config, train=True)
     dataset = SeededDataset(ImageDataset(records, transform, skip_corrupt=d.skip_corrupt), t.seed)
     if len(sampler) < micro_batch:
         raise ConfigError(
@@ -241,7 +222,7 @@ class SeededDataset(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_mix(self.seed, epoch, index))
+            torch.manual_seed(mix_seed(self.seed, epoch, index))
             return self.dataset[index]
 
 
@@ -259,24 +240,6 @@ class EpochIndexSampler(torch.utils.data.Sampler):
         return len(self.sampler)
 
 
-def _mix(*numbers: int) -> int:
-    """A 63-bit seed from a few integers (splitmix-style), distinct for distinct tuples in practice."""
-    value = 0x9E3779B97F4A7C15
-    for n in numbers:
-        value = (value ^ (int(n) + 0x9E3779B97F4A7C15 + (value << 6) + (value >> 2))) & 0xFFFFFFFFFFFFFFFF
-        value = (value * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    return value >> 1
-
-
 def _check_split(split: str, splits: DatasetSplits, key: str) -> None:
     if split not in splits.splits:
         raise ConfigError(f"{key}={split!r}: {splits.name} has splits {', '.join(splits.splits)}")
-
-
-def _statistics(config: Config) -> dict:
-    resolved = resolve_input_config(config)
-    return {"mean": resolved.mean, "std": resolved.std, "interpolation": resolved.interpolation}
-
-
-def _resize(config: Config):
-    return tuple(config.data.resize_size) if config.data.resize_size is not None else None

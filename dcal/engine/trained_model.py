@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dcal.config import Config
+from dcal.data.transforms import eval_transform
 from dcal.engine.distributed import resolve_device
 from dcal.errors import CheckpointError
 from dcal.model.inference import fgvc_scores
@@ -45,8 +46,6 @@ class TrainedModel:
     @property
     def transform(self):
         """The test-time transform of the checkpoint's config (resize, centre crop for FGVC)."""
-        from dcal.engine.data_setup import eval_transform
-
         return eval_transform(self.config)
 
     @property

@@ -43,7 +43,8 @@ from dcal.data.input_config import with_input_config
 from dcal.data.image_dataset import CorruptImageWarning
 from dcal.data.verify import drop_undecodable, require_images, undecodable
 from dcal.engine import checkpoint as ckpt
-from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, extra_eval_data, load_splits, validation_sets, _mix
+from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, extra_eval_data, load_splits, validation_sets
+from dcal.engine.seeding import mix_seed
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.engine import run_folder
 from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
@@ -117,7 +118,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
     if context.is_main:
         run_folder.check_writable(run_dir)
         run_folder.remove_stale_temporaries(run_dir / "checkpoints")
-    process_seed = _mix(t.seed, context.rank)
+    process_seed = mix_seed(t.seed, context.rank)
     torch.manual_seed(process_seed)
     np.random.seed(process_seed % 2**32)
     random.seed(process_seed)
@@ -267,7 +268,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
                 targets = batch["target"].to(device, non_blocking=True)
                 pair_index = None
                 if model.pwca_blocks > 0:
-                    generator = torch.Generator().manual_seed(_mix(t.seed, context.rank, global_step, micro))
+                    generator = torch.Generator().manual_seed(mix_seed(t.seed, context.rank, global_step, micro))
                     pair_index = distractor_index(batch["target"], generator=generator).to(device, non_blocking=True)
                 sync = micro == t.accum_steps - 1 or not context.distributed
                 with ddp.no_sync() if not sync else nullcontext():
