@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import functools
-import math
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from dcal.config_checks import check_settings, coerce, key_hint
 from dcal.errors import ConfigError
 
 
@@ -152,16 +150,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-CHOICES = {
-    "task": ("fgvc", "reid"),
-    "model.glca_selection": ("rollout", "last", "random"),
-    "model.glca_readout": ("local", "cls"),
-    "model.neck_feat": ("before", "after"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "eval.metric": ("euclidean", "cosine"),
-}
-
-
 def valid_keys(cls=Config, prefix: str = "") -> list[str]:
     """Every dotted key of the schema (sections and their fields)."""
     keys = []
@@ -204,14 +192,14 @@ def apply_overrides(config: Config, overrides=()) -> Config:
         except yaml.YAMLError:
             value = text
         config = _set(config, key.strip(), value, source="command line")
-    _check_choices(config)
+    check_settings(flat_settings(config))
     return config
 
 
 def config_from_dict(data: dict, source: str = "checkpoint") -> Config:
     """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint's ``config``)."""
     config = _merge(Config(), data, source=source)
-    _check_choices(config)
+    check_settings(flat_settings(config))
     return config
 
 
@@ -234,177 +222,40 @@ def _section_keys() -> set:
     return {f.name for f in dataclasses.fields(Config) if dataclasses.is_dataclass(_hints(Config)[f.name])}
 
 
-def _set(config: Config, key: str, value: Any, source: str) -> Config:
-    if key not in valid_keys():
-        raise ConfigError(f"{source}: unknown config key {key!r}; {_key_hint(key)}")
+def config_value(config: Config, key: str):
+    """The value of the dotted ``key`` (``"task"``, ``"model.glca_ratio"``)."""
+    owner, name = _owner(config, key)
+    return getattr(owner, name)
+
+
+def flat_settings(config: Config) -> dict:
+    """``{dotted key: value}`` of every setting; a dict-valued one (``model.timm_kwargs``) stays one value."""
+    flat = {}
+    for section, value in config.to_dict().items():
+        if isinstance(value, dict) and section in _section_keys():
+            flat.update({f"{section}.{name}": v for name, v in value.items()})
+        else:
+            flat[section] = value
+    return flat
+
+
+def _owner(config: Config, key: str):
+    """The section object holding ``key`` and the field's name in it."""
     *sections, name = key.split(".")
     owner = config
     for section in sections:
         owner = getattr(owner, section)
+    return owner, name
+
+
+def _set(config: Config, key: str, value: Any, source: str) -> Config:
+    if key not in valid_keys():
+        raise ConfigError(f"{source}: unknown config key {key!r}; {key_hint(key, valid_keys())}")
+    owner, name = _owner(config, key)
     if dataclasses.is_dataclass(_hints(type(owner))[name]):
         raise ConfigError(f"{source}: {key!r} is a section; set its keys, e.g. {key}.{dataclasses.fields(_hints(type(owner))[name])[0].name}=...")
-    setattr(owner, name, _coerce(value, _hints(type(owner))[name], key, source))
+    setattr(owner, name, coerce(value, _hints(type(owner))[name], key, source))
     return config
-
-
-def _key_hint(key: str) -> str:
-    """``did you mean 'x'?`` when a valid key is close to ``key``, else the valid keys of its section."""
-    top = [f.name for f in dataclasses.fields(Config)]
-    section, dot, leaf = key.rpartition(".")
-    if not dot:  # a top-level key
-        close = difflib.get_close_matches(key, top, n=1, cutoff=0.6)
-        return f"did you mean {close[0]!r}?" if close else f"valid top-level keys: {', '.join(top)}"
-    sections = sorted(_section_keys())
-    if section not in sections:
-        close = difflib.get_close_matches(section, sections, n=1, cutoff=0.6)
-        if not close:
-            return f"{section!r} is not a section; the sections are {', '.join(sections)}"
-        section = close[0]
-    names = [f.name for f in dataclasses.fields(_hints(Config)[section])]
-    close = difflib.get_close_matches(leaf, names, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {section + '.' + close[0]!r}?"
-    return f"valid keys of section {section!r}: {', '.join(names)}"
-
-
-def _coerce(value, expected, key: str, source: str):
-    """``value`` as the annotated type ``expected``, or a ConfigError naming ``key``."""
-    origin = typing.get_origin(expected)
-    if origin is Union:
-        options = typing.get_args(expected)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option, key, source)
-            except ConfigError:
-                continue
-        raise _type_error(key, value, expected, source)
-    if expected is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif expected is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif expected is str:
-        if isinstance(value, str):
-            return value
-    elif expected in (list, dict) or origin in (list, dict):
-        if isinstance(value, (origin or expected)):
-            return value
-        if isinstance(value, tuple) and (origin or expected) is list:
-            return list(value)
-    elif expected is Any:
-        return value
-    raise _type_error(key, value, expected, source)
-
-
-def _type_error(key, value, expected, source) -> ConfigError:
-    name = getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
-    return ConfigError(f"{source}: config key {key!r} expects {name}, got {value!r} ({type(value).__name__})")
-
-
-def _check_choices(config: Config) -> None:
-    for key, options in CHOICES.items():
-        owner, name = config, key
-        for part in key.split(".")[:-1]:
-            owner = getattr(owner, part)
-        name = key.split(".")[-1]
-        if getattr(owner, name) not in options:
-            raise ConfigError(f"config key {key!r} must be one of {', '.join(options)}, got {getattr(owner, name)!r}")
-    size = config.data.img_size
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-        raise ConfigError(f"config key 'data.img_size' expects [height, width] of positive ints, got {size!r}")
-    _check_values(config)
-
-
-def _finite(value) -> bool:
-    return math.isfinite(value)
-
-
-#: (key, test, what the value must be) for values that cannot work; None (a default) is not tested.
-VALUE_RULES = (
-    ("data.batch_size", lambda v: v >= 1, "at least 1"),
-    ("data.num_instances", lambda v: v >= 1, "at least 1"),
-    ("data.num_workers", lambda v: v >= 0, "0 or more"),
-    ("data.padding", lambda v: v >= 0, "0 or more"),
-    ("data.erasing_prob", lambda v: 0 <= v <= 1, "a probability in [0, 1]"),
-    ("optim.lr", lambda v: _finite(v) and v >= 0, "a finite number, 0 or more"),
-    ("optim.lr_reference_batch", lambda v: v >= 1, "at least 1 (or null)"),
-    ("optim.weight_decay", lambda v: _finite(v) and v >= 0, "0 or more"),
-    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.epochs", lambda v: v >= 1, "at least 1"),
-    ("train.warmup_epochs", lambda v: _finite(v) and v >= 0, "0 or more"),
-    ("train.warmup_lr", lambda v: _finite(v) and v >= 0, "0 or more"),
-    ("train.min_lr", lambda v: _finite(v) and v >= 0, "0 or more"),
-    ("train.accum_steps", lambda v: v >= 1, "at least 1"),
-    ("train.clip_grad", lambda v: _finite(v) and v > 0, "a positive number (or null: no clipping)"),
-    ("train.ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.threads", lambda v: v >= 0, "0 (torch's default) or more"),
-    ("train.eval_every", lambda v: v >= 1, "at least 1"),
-    ("train.checkpoint_every", lambda v: v >= 0, "0 (per epoch only) or more"),
-    ("train.log_every", lambda v: v >= 1, "at least 1"),
-    ("model.glca_ratio", lambda v: 0 < v <= 1, "a share of the patch tokens in (0, 1] (or null: the paper's)"),
-    ("model.pwca_blocks", lambda v: v >= 0, "0 (off) or more (or null: the paper's)"),
-    ("model.drop_path_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("loss.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("loss.triplet_margin", lambda v: _finite(v) and v >= 0, "0 or more (or null: soft margin)"),
-    ("eval.batch_size", lambda v: v >= 1, "at least 1"),
-)
-
-
-def _check_values(config: Config) -> None:
-    """Reject values that cannot work, naming the key (see :data:`VALUE_RULES`), and image sizes
-    that do not tile into whole patches (the patch embedding would silently drop the rest)."""
-    for key, test, expected in VALUE_RULES:
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name, None)
-        if value is not None and not test(value):
-            raise ConfigError(f"config key {key!r} must be {expected}, got {value!r}")
-    d = config.data
-    if d.resize_size is not None:
-        if len(d.resize_size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in d.resize_size):
-            raise ConfigError(f"config key 'data.resize_size' expects [height, width] of positive ints (or null), got {d.resize_size!r}")
-        if config.task == "fgvc" and (d.resize_size[0] < d.img_size[0] or d.resize_size[1] < d.img_size[1]):
-            raise ConfigError(f"config key 'data.resize_size' {d.resize_size} is smaller than the crop data.img_size {d.img_size}")
-    patch, where = _patch_size(config.model)
-    if patch is None or config.model.timm_kwargs.get("dynamic_img_pad"):
-        return
-    for side, size, p in zip(("height", "width"), d.img_size, patch):
-        if size < p:
-            raise ConfigError(f"config key 'data.img_size' {d.img_size}: the {side} {size} is smaller than one "
-                              f"{p}-pixel patch ({where})")
-        if size % p:
-            raise ConfigError(f"config key 'data.img_size' {d.img_size}: the {side} {size} is not a multiple of the "
-                              f"patch size {p} ({where}), so the last {size % p} pixels would be dropped; "
-                              f"use {size - size % p} or {size - size % p + p}")
-
-
-def _patch_size(model) -> tuple:
-    """The backbone's patch ``(height, width)`` and where it comes from, or ``(None, None)`` if unknown."""
-    value = model.timm_kwargs.get("patch_size")
-    if value is not None:
-        where = "model.timm_kwargs.patch_size"
-    else:
-        match = re.search(r"patch(\d+)", model.backbone)
-        if match is None:
-            return None, None
-        value, where = int(match.group(1)), f"of model.backbone {model.backbone}"
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return (value, value), where
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
-        return tuple(value), where
-    raise ConfigError(f"config key 'model.timm_kwargs' patch_size must be a positive int or [height, width], got {value!r}")
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dcal.cli import main
-from dcal.engine.checkpoint import load_model, read_checkpoint
+from dcal.engine.checkpoint import read_checkpoint
+from dcal.engine.trained_model import load_trained
 from dcal.errors import CheckpointError
 from tiny_datasets import write_tiny_fgvc, write_tiny_reid
 
@@ -60,9 +61,10 @@ def test_eval_reproduces_the_recorded_metrics(fgvc_run, capsys):
         assert printed[key] == pytest.approx(best[key])
 
 
-def test_load_model_rebuilds_the_trained_network(fgvc_run):
+def test_load_trained_rebuilds_the_trained_network(fgvc_run):
     run, root = fgvc_run
-    model, config = load_model(run / "checkpoints" / "last.pt")
+    trained = load_trained(run / "checkpoints" / "last.pt", device="cpu")
+    model, config = trained.model, trained.config
     assert not model.training and config.data.root == str(root)
     state = read_checkpoint(run / "checkpoints" / "last.pt")
     for key, value in model.state_dict().items():

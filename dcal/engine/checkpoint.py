@@ -4,7 +4,7 @@ A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts), so it lo
 ``torch.load(weights_only=True)``.  Keys:
 
 - ``model``: the model's state dict (the training weights); ``model_ema``: the EMA weights when
-  ``train.ema`` is on (those are the weights evaluated, and :func:`load_model` prefers them);
+  ``train.ema`` is on (those are the weights evaluated, and :func:`model_from_checkpoint` prefers them);
 - ``config``: the resolved configuration as a dict; ``task``; ``num_classes``; ``class_names``
   (a list, or None for Re-ID identities);
 - the training state for an exact resume: ``optimizer``, ``scheduler``, ``criterion`` (the
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
-from dcal.config import Config, config_from_dict
+from dcal.config import Config, config_from_dict, config_value
 from dcal.engine.model_setup import build_model
 from dcal.errors import CheckpointError, ConfigError
 from dcal.model.pretrained import load_fitting_state
@@ -36,13 +36,7 @@ from dcal.model.pretrained import load_fitting_state
 FORMAT = "dcal-checkpoint-v1"
 
 # Settings that change the network's parameters: a checkpoint only fits a config that agrees on them.
-ARCHITECTURE_KEYS = (
-    ("task",),
-    ("model", "backbone"),
-    ("model", "glca"),
-    ("model", "timm_kwargs"),
-    ("data", "img_size"),
-)
+ARCHITECTURE_KEYS = ("task", "model.backbone", "model.glca", "model.timm_kwargs", "data.img_size")
 
 
 def save_checkpoint(state: dict, path) -> None:
@@ -114,29 +108,23 @@ def check_compatible(trained: Config, requested: Config, path="checkpoint") -> N
     """Raise :class:`CheckpointError` naming every architecture setting on which the configs differ."""
     differences = []
     for key in ARCHITECTURE_KEYS:
-        a, b = _get(trained, key), _get(requested, key)
+        a, b = config_value(trained, key), config_value(requested, key)
         if a != b:
-            differences.append(f"{'.'.join(key)}: checkpoint has {a!r}, config asks for {b!r}")
+            differences.append(f"{key}: checkpoint has {a!r}, config asks for {b!r}")
     if differences:
         raise CheckpointError(f"{path} was trained with another architecture or task: " + "; ".join(differences))
 
 
-def load_model(path, map_location="cpu", *, config: Config | None = None, ema: bool | None = None):
-    """Rebuild the model from a checkpoint's own config and load its weights; returns ``(model, config)``.
+def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | None = None, ema: bool | None = None):
+    """Rebuild the model from a checkpoint dict read with :func:`read_checkpoint` and load its
+    weights; returns ``(model, config)``, the model in eval mode on the CPU.
 
     ``config``: when given, it must describe the same architecture and task as the checkpoint
     (:func:`check_compatible`); its other settings (data root, evaluation options) are returned in
     place of the stored ones.  ``ema``: use the EMA weights (default: when the checkpoint has them).
-    The model is returned in eval mode on ``map_location``.
+    Commands that run a trained model use :func:`dcal.engine.trained_model.load_trained`, which
+    reads the file, places the model on a device and checks its task.
     """
-    model, config = model_from_checkpoint(read_checkpoint(path, map_location), path, config=config, ema=ema)
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    return model, config
-
-
-def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | None = None, ema: bool | None = None):
-    """:func:`load_model` for a checkpoint dict already read with :func:`read_checkpoint`."""
     trained = checkpoint_config(state, path)
     if config is not None:
         check_compatible(trained, config, path)
@@ -180,9 +168,3 @@ def set_rng_state(state: dict) -> None:
 def _os_error(error: BaseException):
     """The reason of an OS-level failure (disk full, permission, a folder in the way), else None."""
     return (error.strerror or str(error)) if isinstance(error, OSError) else None
-
-
-def _get(config, key):
-    for part in key:
-        config = getattr(config, part)
-    return config

@@ -14,7 +14,7 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
     """``dcal.create_model`` with the config's ``model`` section and input size.
 
     ``pretrained`` overrides ``model.pretrained`` (a checkpoint being loaded needs no backbone
-    weights, so :func:`dcal.engine.checkpoint.load_model` passes ``False``).  Left at ``None``,
+    weights, so :func:`dcal.engine.checkpoint.model_from_checkpoint` passes ``False``).  Left at ``None``,
     ``model.init_from`` (when set) then loads a trained dcal model instead of the backbone weights
     (:mod:`dcal.engine.init_from`) and prints what it loaded and re-initialised; passing
     ``pretrained=False`` (a checkpoint or a resumed run supplies every weight) skips it.

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from dcal.config import Config, config_from_dict
+from dcal.config import Config, config_from_dict, flat_settings
 from dcal.errors import CheckpointError, RunFolderError
 
 CHANGES_FILE = "config_changes.yaml"
@@ -155,7 +155,7 @@ def saved_config(run_dir) -> Config:
 
 def config_differences(saved: Config, requested: Config) -> dict:
     """``{dotted key: (saved value, requested value)}`` for every setting on which the two differ."""
-    a, b = _flatten(saved.to_dict()), _flatten(requested.to_dict())
+    a, b = flat_settings(saved), flat_settings(requested)
     return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
 
 
@@ -166,7 +166,7 @@ def check_resume_changes(run_dir, differences: dict, allow_changes: bool) -> Non
     """
     from dcal.engine.checkpoint import ARCHITECTURE_KEYS
 
-    architecture = [k for k in differences if tuple(k.split(".")) in ARCHITECTURE_KEYS]
+    architecture = [k for k in differences if k in ARCHITECTURE_KEYS]
     if architecture:
         raise RunFolderError(
             f"--resume {run_dir}: the checkpoint's weights only fit its own architecture; cannot change "
@@ -233,14 +233,3 @@ def _alive(pid: int) -> bool:
     except OSError as error:
         return error.errno == errno.EPERM
     return True
-
-
-def _flatten(data: dict, prefix: str = "") -> dict:
-    """Sections flattened to dotted keys; a dict-valued setting (``model.timm_kwargs``) stays one value."""
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and not prefix:
-            flat.update(_flatten(value, f"{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
