@@ -2,6 +2,13 @@
 
     python benchmarks/reid_eval.py [--sizes market msmt17] [--rerank-sizes market] [--reps 2]
 
+Two rankings of ``reid_metrics`` are measured side by side: ``bins`` (its own: no sort, histogram
+counts of the items ahead of each true match, a thread per block of rows) and ``sort`` (the plain
+alternative, :class:`SortingAccumulator` below: per query chunk a stable ``torch.sort`` of the
+distances, then the protocol).  Each runs in its own fresh process, alternating ``--reps`` times
+with the distance computation alone (the same chunks ``reid_metrics`` computes), so each one's ratio
+to the distances is measured under the same load; ``sort_identical_to_bins`` compares their numbers.
+
 Prints one JSON document. Every measurement runs in a fresh subprocess; peak memory is that
 process's peak resident set size (``resource.getrusage(RUSAGE_SELF).ru_maxrss``), which includes
 the Python interpreter, torch, and the features themselves (``rss_before_mb`` is the resident size
@@ -10,15 +17,15 @@ noise (``--noise``), with identities and cameras laid out like the real test spl
 
 At Market-1501 size the same features are also evaluated the dense way the Re-ID toolkits do it
 (full distance matrix, stable ``argsort``, per-query loop of torchreid's ``eval_market1501``,
-NumPy), and the distance matrix alone is timed; ``reid_metrics`` and the distances alone are
-timed alternately in one process (``--reps`` times each; best of each reported) so that their ratio
-is measured under the same load.
+NumPy).  Ratios use the best of the ``--reps`` times; ``load_average`` is the machine's 1-, 5- and
+15-minute load when the report was written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -27,7 +34,56 @@ import time
 import numpy as np
 import torch
 
+from dcal.evaluation.reid_metrics import EvaluationError, RankingAccumulator
+
 DIM = 1536
+
+
+class SortingAccumulator(RankingAccumulator):
+    """The plain alternative to ``reid_metrics``'s ranking: per query chunk, a stable ``torch.sort``
+    of each query's distances, then the protocol on the sorted identities and cameras."""
+
+    def add(self, start: int, distances: torch.Tensor) -> None:
+        self.added[start : start + len(distances)] = True
+        with self.device:
+            self._rank(start, distances.to(self.device))
+
+    def _rank(self, start: int, distances: torch.Tensor) -> None:
+        num_rows = len(distances)
+        nan = torch.isnan(distances).any(dim=1)
+        if bool(nan.any()):
+            shown = (torch.nonzero(nan)[:5, 0] + start).tolist()
+            more = " …" if nan.sum() > 5 else ""
+            raise EvaluationError(f"distances contain NaN (query rows {shown}{more}); are there NaN features?")
+        order = torch.sort(distances, dim=1, stable=True).indices  # ties: the lower gallery index first
+        same_id = self.g_pids[order] == self.q_pids[start : start + num_rows, None]
+        same_camera = self.g_camids[order] == self.q_camids[start : start + num_rows, None]
+        del order
+        match = same_id & ~same_camera  # a true match: the query's identity seen by another camera
+        rank = (~(same_id & same_camera)).cumsum(1, dtype=torch.int32)  # 1-based, same-camera items left out
+        del same_id, same_camera
+        num_matches = match.sum(1)
+        width = int(num_matches.max())
+        if width == 0:
+            return  # no query of this chunk has a true match: all are skipped
+        # The rank of each query's k-th true match, k = 1 … width (0 past its last match).
+        match_row, match_col = match.nonzero(as_tuple=True)
+        slot = torch.arange(len(match_row)) - torch.repeat_interleave(num_matches.cumsum(0) - num_matches, num_matches)
+        match_rank = torch.zeros((num_rows, width), dtype=torch.int64)
+        match_rank[match_row, slot] = rank[match_row, match_col].to(torch.int64)
+        is_real = torch.arange(width) < num_matches[:, None]
+        precision = (torch.arange(1, width + 1, dtype=torch.float64) / match_rank).where(is_real, 0.0)
+        ap = precision.sum(1) / num_matches.clamp(min=1)
+        hardest = match_rank.gather(1, (num_matches - 1).clamp(min=0)[:, None])[:, 0]
+        inp = num_matches / hardest.to(torch.float64)
+        chunk = slice(start, start + num_rows)
+        self.ap[chunk] = ap.cpu().numpy()
+        self.inp[chunk] = inp.cpu().numpy()
+        self.first[chunk] = torch.where(num_matches > 0, match_rank[:, 0] - 1, -1).cpu().numpy()
+
+
+# The rankings measured side by side: the accumulator class reid_metrics uses for each.
+RANKINGS = {"bins": RankingAccumulator, "sort": SortingAccumulator}
 # (queries, gallery, identities, cameras, gallery distractors with pid 0)
 SIZES = {
     "market": (3368, 15913, 750, 6, 2798),
@@ -102,6 +158,19 @@ def summary(metrics: dict) -> dict:
     return {"mAP": metrics["mAP"], "mINP": metrics["mINP"], "rank1": float(cmc[0]), "cmc": cmc.tolist()}
 
 
+def distances_alone(qf, gf) -> None:
+    """The distance computation of ``reid_metrics`` without the ranking: the same chunks, discarded."""
+    from dcal.evaluation.distances import PairwiseDistance
+    from dcal.evaluation.reid_metrics import resolve_chunk_size
+
+    distance = PairwiseDistance(gf, "euclidean", rank_only=True)
+    step = resolve_chunk_size(None, len(gf))
+    buffer = torch.empty(min(step, len(qf)), len(gf), dtype=distance.gallery.dtype)
+    for start in range(0, len(qf), step):
+        queries = qf[start : start + step]
+        distance(queries, out=buffer[: len(queries)])
+
+
 def worker(task: str, size: str, noise: float, reps: int) -> dict:
     """One measurement, in this (fresh) process."""
     from dcal.evaluation import re_ranking_chunks, reid_metrics, reid_metrics_from_distances
@@ -111,22 +180,18 @@ def worker(task: str, size: str, noise: float, reps: int) -> dict:
     labels = (q_pids, g_pids, q_camids, g_camids)
     before = rss_mb()
     out: dict = {"rss_before_mb": round(before, 1)}
-    if task == "reid_metrics":
-        start = time.perf_counter()
-        metrics = reid_metrics(qf, gf, *labels)
-        out["seconds"] = time.perf_counter() - start
-        out["metrics"] = summary(metrics)
-    elif task == "ratio":  # reid_metrics and the distance matrix alone, alternately
+    if task in RANKINGS:  # reid_metrics with this ranking and the distances alone, alternately
+        module = sys.modules["dcal.evaluation.reid_metrics"]
+        module.RankingAccumulator = RANKINGS[task]
         ours, alone = [], []
         for _ in range(reps):
             start = time.perf_counter()
-            distmat = PairwiseDistance(gf)(qf)
+            distances_alone(qf, gf)
             alone.append(time.perf_counter() - start)
-            del distmat
             start = time.perf_counter()
-            reid_metrics(qf, gf, *labels)
+            metrics = reid_metrics(qf, gf, *labels)
             ours.append(time.perf_counter() - start)
-        out.update(reid_metrics_seconds=ours, distances_alone_seconds=alone)
+        out.update(seconds=ours, distances_alone_seconds=alone, metrics=summary(metrics))
     elif task == "dense":
         start = time.perf_counter()
         distmat = PairwiseDistance(gf)(qf).numpy()
@@ -140,6 +205,14 @@ def worker(task: str, size: str, noise: float, reps: int) -> dict:
         out["metrics"] = summary(metrics)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
+
+
+def _same(metrics: dict, reference: dict) -> dict:
+    return {
+        "cmc_equal": metrics["cmc"] == reference["cmc"],
+        "mAP_abs_diff": abs(metrics["mAP"] - reference["mAP"]),
+        "mINP_abs_diff": abs(metrics["mINP"] - reference["mINP"]),
+    }
 
 
 def run(task: str, size: str, noise: float, reps: int) -> dict:
@@ -171,25 +244,25 @@ def main() -> None:
         entry: dict = {"queries": num_query, "gallery": num_gallery, "identities": num_ids, "cameras": num_cams}
         features_mb = (num_query + num_gallery) * DIM * 4 / 2**20
         entry["features_mb"] = round(features_mb, 1)
-        ours = run("reid_metrics", size, args.noise, args.reps)
-        entry["reid_metrics"] = {k: ours[k] for k in ("seconds", "peak_rss_mb", "rss_before_mb")}
-        entry["metrics"] = {k: ours["metrics"][k] for k in ("mAP", "mINP", "rank1")}
+        measured = {}
+        for ranking in RANKINGS:
+            measured[ranking] = run(ranking, size, args.noise, args.reps)
+            best, alone = min(measured[ranking]["seconds"]), min(measured[ranking]["distances_alone_seconds"])
+            entry[f"reid_metrics_{ranking}"] = {
+                **{k: measured[ranking][k] for k in ("seconds", "distances_alone_seconds", "peak_rss_mb", "rss_before_mb")},
+                "best_over_distances_alone": best / alone,
+            }
+            print(json.dumps({size: {ranking: entry[f"reid_metrics_{ranking}"]}}), file=sys.stderr, flush=True)
+        bins, plain = measured["bins"], measured["sort"]
+        entry["sort_over_bins"] = min(plain["seconds"]) / min(bins["seconds"])
+        entry["metrics"] = {k: bins["metrics"][k] for k in ("mAP", "mINP", "rank1")}
+        entry["sort_identical_to_bins"] = _same(plain["metrics"], bins["metrics"])
         if size == "market":
             dense = run("dense", size, args.noise, args.reps)
-            ratio = run("ratio", size, args.noise, args.reps)
-            best_ours, best_alone = min(ratio["reid_metrics_seconds"]), min(ratio["distances_alone_seconds"])
             entry["dense_numpy"] = {k: dense[k] for k in ("seconds", "distance_seconds", "peak_rss_mb")}
-            entry["side_by_side"] = {
-                "reid_metrics_seconds": ratio["reid_metrics_seconds"],
-                "distances_alone_seconds": ratio["distances_alone_seconds"],
-                "reid_metrics_over_distances_alone": best_ours / best_alone,
-                "dense_over_reid_metrics": dense["seconds"] / best_ours,
-            }
-            entry["identical_to_dense"] = {
-                "cmc_equal": ours["metrics"]["cmc"] == dense["metrics"]["cmc"],
-                "mAP_abs_diff": abs(ours["metrics"]["mAP"] - dense["metrics"]["mAP"]),
-                "mINP_abs_diff": abs(ours["metrics"]["mINP"] - dense["metrics"]["mINP"]),
-            }
+            for ranking in RANKINGS:
+                entry[f"dense_over_{ranking}"] = dense["seconds"] / min(measured[ranking]["seconds"])
+                entry[f"{ranking}_identical_to_dense"] = _same(measured[ranking]["metrics"], dense["metrics"])
         if size in args.rerank_sizes:
             rerank = run("re_ranking", size, args.noise, args.reps)
             entry["re_ranking"] = {
@@ -199,6 +272,7 @@ def main() -> None:
             }
         report[size] = entry
         print(json.dumps({size: entry}), file=sys.stderr, flush=True)
+    report["load_average"] = [round(load, 2) for load in os.getloadavg()]
     print(json.dumps(report, indent=2))
 
 
