@@ -67,7 +67,7 @@ def test_exclusion_groups_leave_out_only_the_same_file():
 def test_evaluation_without_cameras_matches_the_per_query_reference(capsys):
     from dcal.config import load_config
     from dcal.engine.evaluator import evaluate
-    from dcal.engine.trainer import format_metrics
+    from dcal.evaluation.report import format_metrics
 
     features, pids, paths = problem()
     # Every image is a query against the whole set (reid_folder's test/ layout), and a few
@@ -130,7 +130,7 @@ def test_vehicleid_protocol_matches_a_plain_reference():
 def test_evaluator_scores_gallery_draws_of_a_test_split():
     from dcal.config import load_config
     from dcal.engine.evaluator import evaluate
-    from dcal.engine.trainer import format_metrics
+    from dcal.evaluation.report import format_metrics
 
     features, pids, paths = problem(seed=5, ids=5, per_id=3)
     records = [ReIDRecord(path=str(p), pid=int(i), camid=NO_CAMERA, original_pid=int(i)) for p, i in zip(paths, pids)]

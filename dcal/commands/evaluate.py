@@ -34,7 +34,7 @@ def run(args) -> int:
     from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
     from dcal.engine.data_setup import build_eval_data, eval_split_names, extra_eval_data, load_splits
     from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
-    from dcal.engine.trainer import format_metrics
+    from dcal.evaluation.report import format_metrics
     from dcal.errors import CheckpointError
 
     state = read_checkpoint(args.checkpoint)

@@ -85,7 +85,8 @@ def run(args) -> int:
                   + "; ".join(run_folder.format_change(k, *v) for k, v in differences.items()), flush=True)
     from dcal.engine import distributed
     from dcal.errors import TrainingInterrupted
-    from dcal.engine.trainer import format_metrics, train
+    from dcal.engine.trainer import train
+    from dcal.evaluation.report import format_metrics
 
     context = distributed.setup(config.train.device, config.train.threads)
     if context.distributed and args.overwrite:  # every process waits until the main one moved the earlier run

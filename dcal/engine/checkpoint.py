@@ -136,6 +136,17 @@ def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | No
     return model.eval(), (config if config is not None else trained)
 
 
+def restore_training_state(state: dict, path, *, model, criterion, optimizer, scheduler, scaler, ema=None) -> None:
+    """Load a checkpoint's weights, loss weights, optimiser, schedule, grad scaler and EMA in place."""
+    load_weights(model, state["model"], path)
+    criterion.load_state_dict(state["criterion"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    if ema is not None:
+        ema.module.load_state_dict(state["model_ema"])
+
+
 def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:
     """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` naming the keys that differ."""
     load_fitting_state(model, state_dict, f"weights in {path} do not fit the model")

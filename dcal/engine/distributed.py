@@ -112,3 +112,23 @@ def abort(context: DistributedContext, error: BaseException) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def sum_over_processes(count: int, context: DistributedContext, device) -> int:
+    """``count`` summed over the processes (itself in a single-process run)."""
+    if not context.distributed:
+        return count
+    total = torch.tensor([count], device=device)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
+
+
+def step_values(loss: torch.Tensor, parts: dict, context: DistributedContext) -> tuple[float, bool, dict]:
+    """The step's loss and ``parts`` as floats, means over the processes (so a run logs the same
+    values on any number of them), and whether the loss is finite on every process: one host sync."""
+    values = torch.stack([(~torch.isfinite(loss)).float(), loss, *(v.detach().float() for v in parts.values())])
+    if context.distributed:
+        torch.distributed.all_reduce(values)
+        values[1:] /= context.world_size
+    flag, loss_value, *rest = values.tolist()
+    return loss_value, flag == 0, dict(zip(parts, rest))

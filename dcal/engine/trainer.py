@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import random
 import sys
-import warnings
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -40,22 +39,20 @@ from tqdm import tqdm
 
 from dcal.config import Config, save_config
 from dcal.data.input_config import with_input_config
-from dcal.data.image_dataset import CorruptImageWarning
-from dcal.data.verify import drop_undecodable, require_images, undecodable
 from dcal.engine import checkpoint as ckpt
-from dcal.engine.data_setup import build_eval_data, build_train_data, eval_split_names, extra_eval_data, load_splits, validation_sets
+from dcal.engine.data_setup import build_train_data, load_splits
 from dcal.engine.seeding import mix_seed
-from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
+from dcal.engine.distributed import DistributedContext, all_gather_objects, step_values, sum_over_processes
 from dcal.engine import run_folder
-from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
+from dcal.engine.evaluator import evaluate_epoch, evaluation_sets
 from dcal.engine.interrupts import StopSignals, signal_name
 from dcal.engine.losses import DCALLoss
 from dcal.engine.model_setup import build_model, sync_batchnorm
 from dcal.engine.optimizer import build_optimizer, build_scheduler
 from dcal.engine.run_log import RunLog
-from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
+from dcal.evaluation.report import format_metrics
 from dcal.engine.run_summary import format_summary, run_summary, selection_metric, write_summary
-from dcal.errors import DCALError, EvaluationFailed, TrainingDiverged, TrainingInterrupted
+from dcal.errors import TrainingDiverged
 from dcal.model.pairing import distractor_index
 
 
@@ -74,12 +71,6 @@ class TrainStep(nn.Module):
     def forward(self, images, targets, pair_index):
         outputs = self.model.forward_branches(images, pair_index=pair_index)
         return self.criterion(outputs, targets)
-
-
-def main_metric(config: Config) -> str:
-    """The metric that decides ``best.pt``: combined top-1 (FGVC) or mAP (Re-ID), on the validation
-    set when there is one (``val_top1``, ``val_mAP``; :mod:`dcal.engine.run_summary`)."""
-    return selection_metric(config)
 
 
 @dataclass
@@ -129,11 +120,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         torch.distributed.barrier()
         splits = splits or load_splits(config)
     data = build_train_data(config, context.rank, context.world_size, splits)
-    eval_skipped = _drop_unreadable_eval_images(config, splits, context)  # data.skip_corrupt: counted, not scored
-    require_images(splits, eval_split_names(config, splits))
-    eval_sets = {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
-    val_sets = validation_sets(config, splits)  # {} without data.val_split / data.val_fraction
-    extra_sets = extra_eval_data(config, splits.num_classes)  # eval.datasets: scored and logged, never choose best.pt
+    eval_sets = evaluation_sets(config, splits, context)  # test, validation, eval.datasets
     steps_per_epoch = data.batches_per_epoch(0) // t.accum_steps
 
     # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens, loss weights).
@@ -157,13 +144,8 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
     epoch, step_in_epoch, global_step, best, records, last_metrics = 0, 0, 0, None, None, None
     pending_eval, saved_step = False, None  # pending_eval: the epoch just ended is checkpointed, not yet evaluated
     if state is not None:
-        ckpt.load_weights(model, state["model"], last_path)
-        criterion.load_state_dict(state["criterion"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.module.load_state_dict(state["model_ema"])
+        ckpt.restore_training_state(state, last_path, model=model, criterion=criterion, optimizer=optimizer,
+                                    scheduler=scheduler, scaler=scaler, ema=ema)
         epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
         best, records, last_metrics = state["best"], state["metrics_records"], state["metrics"]
         pending_eval, saved_step = state.get("pending_eval", False), global_step
@@ -218,28 +200,10 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
     while epoch < t.epochs or pending_eval:
         if pending_eval:  # the epoch just ended is checkpointed: evaluate it, then checkpoint again
             with stop.abortable(not context.distributed):  # a signal now loses nothing: stop at once
-                metrics = _evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
-                                          epoch, resume_hint)
-                metrics.update(evaluate_extra(ema.module if ema is not None else model, extra_sets, config, context))
-                if val_sets:
-                    val_metrics = _evaluate_epoch(ema.module if ema is not None else model, val_sets, config, context,
-                                                  epoch, resume_hint)
-            last_metrics = {"epoch": epoch, "step": global_step, **metrics}
-            if config.data.skip_corrupt:
-                last_metrics["skipped_images"] = sum(len(paths) for paths in eval_skipped.values())
-            if val_sets:
-                last_metrics.update({f"val_{k}": v for k, v in val_metrics.items()})
+                last_metrics = evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
+                                              epoch, global_step, resume_hint)
             log.record(global_step, last_metrics)
-            if context.is_main:
-                print(format_metrics(config.task, last_metrics), flush=True)
-                if config.data.skip_corrupt:
-                    print(f"  {last_metrics['skipped_images']} unreadable evaluation images skipped ("
-                          + ", ".join(f"{name} {len(paths)}" for name, paths in eval_skipped.items()) + ")", flush=True)
-                for name in extra_sets:
-                    print(f"  {name}: " + format_metrics(config.task, unprefixed(last_metrics, name)), flush=True)
-                if val_sets:
-                    print("  validation: " + format_metrics(config.task, val_metrics), flush=True)
-            improved = best is None or last_metrics[main_metric(config)] > best[main_metric(config)]
+            improved = best is None or last_metrics[selection_metric(config)] > best[selection_metric(config)]
             if improved:
                 best = last_metrics
             pending_eval = False
@@ -278,7 +242,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
                 loss_sum += loss.detach().float() / t.accum_steps  # a tensor: no host sync per micro-batch
                 images_seen += len(images)
             logging = (global_step + 1) % t.log_every == 0
-            loss_sum, finite, part_values = _step_values(loss_sum, parts if logging else {}, context)
+            loss_sum, finite, part_values = step_values(loss_sum, parts if logging else {}, context)
             if not finite:
                 raise TrainingDiverged(
                     f"the loss became {loss_sum} at optimiser step {global_step + 1} (epoch {epoch + 1}, "
@@ -314,7 +278,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         bar.close()
         del batches, loader
         if config.data.skip_corrupt:
-            epoch_skipped = _sum_over_processes(epoch_skipped, context, device)
+            epoch_skipped = sum_over_processes(epoch_skipped, context, device)
         if context.is_main and epoch_steps:
             seconds = time.perf_counter() - epoch_started
             print(f"epoch {epoch + 1}/{t.epochs}  train loss {epoch_loss / epoch_steps:.4f}  "
@@ -333,75 +297,3 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         write_summary(run_dir, summary)
         print(format_summary(summary, lambda m: format_metrics(config.task, m)), flush=True)
     return TrainResult(model, criterion, last_metrics)
-
-
-def _evaluate_epoch(model, eval_sets: dict, config: Config, context: DistributedContext, epoch: int, resume_hint: str) -> dict:
-    """:func:`evaluate`, with a failure reported as one line that says the epoch is saved."""
-    try:
-        return evaluate(model, eval_sets, config, context)
-    except (TrainingInterrupted, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if not isinstance(error, DCALError):
-            reason = f"{type(error).__name__}: {reason}"
-        raise EvaluationFailed(
-            f"the evaluation after epoch {epoch} failed: {reason}. The epoch's training is saved in "
-            f"checkpoints/last.pt; fix the cause and resume with: {resume_hint}"
-        ) from error
-
-
-def _drop_unreadable_eval_images(config: Config, splits, context: DistributedContext) -> dict:
-    """With ``data.skip_corrupt``, remove the evaluation images that cannot be decoded (found once,
-    by the main process) so every evaluation scores the same readable images; ``{split: paths}``."""
-    if not config.data.skip_corrupt:
-        return {}
-    names = eval_split_names(config, splits)
-    found = undecodable([r for name in names for r in splits.splits[name]]) if context.is_main else None
-    found = broadcast_object(found, context)
-    for reason in found.values():
-        warnings.warn(f"skipping {reason}", CorruptImageWarning, stacklevel=2)
-    return drop_undecodable(splits, names, set(found))
-
-
-def _sum_over_processes(count: int, context: DistributedContext, device) -> int:
-    if not context.distributed:
-        return count
-    total = torch.tensor([count], device=device)
-    torch.distributed.all_reduce(total)
-    return int(total.item())
-
-
-def format_metrics(task: str, metrics: dict) -> str:
-    """One line of the metrics a person reads: top-1 per branch (FGVC) or mAP and Rank-1 (Re-ID)."""
-    def pct(value):
-        return "n/a" if value is None else f"{value:.2f}%"
-
-    head = f"epoch {metrics['epoch']}: " if "epoch" in metrics else ""
-    if task == "fgvc":
-        line = (f"{head}top-1 SA {pct(metrics['top1_sa'])}  GLCA {pct(metrics['top1_glca'])}  "
-                f"combined {pct(metrics['top1'])}  (top-5 combined {pct(metrics['top5'])}, {metrics['num_images']} images)")
-        if "pointing_game" in metrics:
-            line += f"  pointing game {pct(metrics['pointing_game'])} (chance {pct(metrics['pointing_game_chance'])})"
-        return line
-    def reid(key):  # VehicleID's gallery draws: mean ± standard deviation
-        return pct(metrics[key]) + (f" ± {metrics[key + '_std']:.2f}" if key + "_std" in metrics else "")
-
-    line = (f"{head}mAP {reid('mAP')}  Rank-1 {reid('rank1')}  Rank-5 {reid('rank5')}  "
-            f"mINP {reid('mINP')}  ({metrics['num_images']} images")
-    line += f", {metrics['gallery_draws']} gallery draws)" if "gallery_draws" in metrics else ")"
-    if metrics.get("gallery_exclusion") == QUERY_IMAGE:
-        line += f"  [{NO_CAMERA_NOTE}]"
-    return line
-
-
-def _step_values(loss: torch.Tensor, parts: dict, context: DistributedContext) -> tuple[float, bool, dict]:
-    """The step's loss and ``parts`` as floats, means over the processes (so a run logs the same
-    values on any number of them), and whether the loss is finite on every process: one host sync."""
-    values = torch.stack([(~torch.isfinite(loss)).float(), loss, *(v.detach().float() for v in parts.values())])
-    if context.distributed:
-        torch.distributed.all_reduce(values)
-        values[1:] /= context.world_size
-    flag, loss_value, *rest = values.tolist()
-    return loss_value, flag == 0, dict(zip(parts, rest))
-

@@ -1,0 +1,29 @@
+"""The one line of evaluation metrics a person reads, printed by ``dcal train`` after each
+evaluation and by ``dcal eval``."""
+
+from __future__ import annotations
+
+from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
+
+
+def format_metrics(task: str, metrics: dict) -> str:
+    """One line of the metrics a person reads: top-1 per branch (FGVC) or mAP and Rank-1 (Re-ID)."""
+    def pct(value):
+        return "n/a" if value is None else f"{value:.2f}%"
+
+    head = f"epoch {metrics['epoch']}: " if "epoch" in metrics else ""
+    if task == "fgvc":
+        line = (f"{head}top-1 SA {pct(metrics['top1_sa'])}  GLCA {pct(metrics['top1_glca'])}  "
+                f"combined {pct(metrics['top1'])}  (top-5 combined {pct(metrics['top5'])}, {metrics['num_images']} images)")
+        if "pointing_game" in metrics:
+            line += f"  pointing game {pct(metrics['pointing_game'])} (chance {pct(metrics['pointing_game_chance'])})"
+        return line
+    def reid(key):  # VehicleID's gallery draws: mean ± standard deviation
+        return pct(metrics[key]) + (f" ± {metrics[key + '_std']:.2f}" if key + "_std" in metrics else "")
+
+    line = (f"{head}mAP {reid('mAP')}  Rank-1 {reid('rank1')}  Rank-5 {reid('rank5')}  "
+            f"mINP {reid('mINP')}  ({metrics['num_images']} images")
+    line += f", {metrics['gallery_draws']} gallery draws)" if "gallery_draws" in metrics else ")"
+    if metrics.get("gallery_exclusion") == QUERY_IMAGE:
+        line += f"  [{NO_CAMERA_NOTE}]"
+    return line
