@@ -157,14 +157,14 @@ def test_aircraft_levels_splits_and_banner(tmp_path):
     with pytest.warns(SplitSizeWarning, match=r"trainval images: expected 6667 \(official\), found 3"):
         data = load_dataset("aircraft", tmp_path)
     assert set(data.splits) == {"train", "val", "trainval", "test"} and data.train_split == "trainval"
-    assert len(data.train) == 3 and data.class_names == ["707-320", "737-700", "A320"]
+    assert len(data.splits[data.train_split]) == 3 and data.class_names == ["707-320", "737-700", "A320"]
     assert [r.label for r in data.splits["trainval"]] == [0, 2, 1]
     assert data.splits["train"][0].bbox == (2.0, 143.0, 996.0, 288.0) and data.splits["train"][1].bbox is None
     assert all(r.crop_bottom == 20 for split in data.splits.values() for r in split)
     assert load_record_image(data.splits["test"][0]).size == (40, 30)  # 50 rows − 20-row banner
     with pytest.warns(SplitSizeWarning, match="classes: expected 70"):
         family = load_dataset("aircraft", tmp_path, level="family", train_split="train")
-    assert family.class_names[family.splits["test"][0].label] == "Boeing 737" and len(family.train) == 2
+    assert family.class_names[family.splits["test"][0].label] == "Boeing 737" and len(family.splits[family.train_split]) == 2
     with pytest.warns(SplitSizeWarning, match="classes: expected 30"):
         maker = load_dataset("aircraft", tmp_path, level="manufacturer")
     assert [maker.class_names[r.label] for r in maker.splits["trainval"]] == ["Boeing", "Airbus", "Boeing"]
@@ -226,12 +226,12 @@ def test_msmt17_v1_and_v2_lists_and_val_option(tmp_path, train_dir, test_dir):
         write(root / list_name, lines)
     with pytest.warns(SplitSizeWarning, match=r"train images: expected 32621 \(official\), found 3"):
         data = load_dataset("msmt17", tmp_path)
-    assert [(r.pid, r.camid) for r in data.train] == [(0, 0), (1, 6), (0, 14)]
+    assert [(r.pid, r.camid) for r in data.splits[data.train_split]] == [(0, 0), (1, 6), (0, 14)]
     assert [(r.pid, r.camid) for r in data.splits["gallery"]] == [(0, 2), (2, 11)]
     assert data.splits["query"][0].path.endswith(f"{test_dir}/0000/0000_000_01_0303morning_0008_0.jpg")
     with pytest.warns(SplitSizeWarning, match=r"train images: expected 30248 \(official\), found 2"):
         without_val = load_dataset("msmt17", tmp_path, include_val=False)
-    assert len(without_val.train) == 2
+    assert len(without_val.splits[without_val.train_split]) == 2
 
 
 # ----------------------------------------------------------------------------- VeRi-776
@@ -246,7 +246,7 @@ def test_veri776_name_lists(tmp_path):
         write(tmp_path / "VeRi" / f"name_{split}.txt", names)
     with pytest.warns(SplitSizeWarning, match="train ids: expected 576"):
         data = load_dataset("veri776", tmp_path)
-    assert [(r.pid, r.original_pid, r.camid) for r in data.train] == [(0, 1, 0), (0, 1, 1), (1, 3, 19)]
+    assert [(r.pid, r.original_pid, r.camid) for r in data.splits[data.train_split]] == [(0, 1, 0), (0, 1, 1), (1, 3, 19)]
     assert [(r.pid, r.camid) for r in data.splits["gallery"]] == [(2, 2)]
     (tmp_path / "VeRi/image_test/0002_c003_00030620_0.jpg").unlink()
     with pytest.raises(DatasetError, match=r"listed in .*name_test\.txt are missing: .*0002_c003_00030620_0\.jpg"):
@@ -264,7 +264,7 @@ def test_image_folder(tmp_path):
             (tmp_path / split / cls / "notes.txt").write_text("not an image")
     data = load_dataset("image_folder", tmp_path)
     assert data.class_names == ["finch", "sparrow"] and data.mismatches == []
-    assert [r.label for r in data.train] == [0, 0, 1, 1] and [r.label for r in data.splits["test"]] == [0, 0]
+    assert [r.label for r in data.splits[data.train_split]] == [0, 0, 1, 1] and [r.label for r in data.splits["test"]] == [0, 0]
     touch(tmp_path / "test" / "crow" / "c.jpg")
     with pytest.raises(DatasetError, match="crow has no counterpart"):
         load_dataset("image_folder", tmp_path)
@@ -276,7 +276,7 @@ def test_reid_list(tmp_path):
     write(tmp_path / "query.txt", ["imgs/a.jpg 10 0"])
     write(tmp_path / "gallery.txt", ["imgs/d.jpg 10 2"])
     data = load_dataset("reid_list", tmp_path)
-    assert [(r.pid, r.original_pid, r.camid) for r in data.train] == [(0, 10, 0), (1, 42, 3)]
+    assert [(r.pid, r.original_pid, r.camid) for r in data.splits[data.train_split]] == [(0, 10, 0), (1, 42, 3)]
     write(tmp_path / "gallery.txt", ["imgs/d.jpg ten 2"])
     with pytest.raises(DatasetError, match=r"line 1 of .*gallery\.txt .* is not '<path> <pid> <camid>'"):
         load_dataset("reid_list", tmp_path)

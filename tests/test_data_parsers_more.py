@@ -14,7 +14,7 @@ from dcal.cli import main
 from dcal.data.catalog import load_dataset
 from dcal.data.layout import SplitSizeWarning
 from dcal.data.records import NO_CAMERA
-from dcal.data.split_summary import summarize
+from dcal.data.splits import summarize
 from dcal.errors import DatasetError
 
 pytestmark = pytest.mark.filterwarnings("ignore::dcal.data.layout.SplitSizeWarning")
@@ -143,7 +143,7 @@ def test_stanford_dogs_missing_files_and_fields(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "Annotation")  # images and lists only: no boxes
-    assert all(r.bbox is None for r in load_dataset("stanford_dogs", tmp_path).train)
+    assert all(r.bbox is None for r in load_dataset("stanford_dogs", tmp_path).splits["train"])
     scipy.io.savemat(str(tmp_path / "test_list.mat"), {"file_list": np.array(["a.jpg"], dtype=object)})
     with pytest.raises(DatasetError, match=r"test_list\.mat has no annotation_list, labels"):
         load_dataset("stanford_dogs", tmp_path)
@@ -171,7 +171,7 @@ def test_vehicleid_lists_no_cameras_and_first_draw(tmp_path):
     with pytest.warns(SplitSizeWarning, match=r"train images: expected 113346 \(official\), found 6"):
         data = load_dataset("vehicleid", tmp_path)
     assert data.reid_protocol == "gallery_draws" and data.eval_splits == ("test",)
-    assert [(r.pid, r.original_pid) for r in data.train] == [(0, 5), (0, 5), (1, 9), (1, 9), (1, 9), (2, 12)]
+    assert [(r.pid, r.original_pid) for r in data.splits["train"]] == [(0, 5), (0, 5), (1, 9), (1, 9), (1, 9), (2, 12)]
     assert data.num_classes == 3
     assert all(r.camid == NO_CAMERA for split in data.splits.values() for r in split)
     assert [r.original_pid for r in data.splits["test"]] == [p for _, p in test]
@@ -220,11 +220,11 @@ def test_cuhk03_detected_and_labeled(tmp_path):
     assert summarize(data.splits) == {"train": {"images": 3, "ids": 2, "cameras": 2},
                                       "query": {"images": 2, "ids": 2, "cameras": 2},
                                       "gallery": {"images": 3, "ids": 2, "cameras": 2}}
-    assert [(r.pid, r.original_pid, r.camid) for r in data.train] == [(0, 1, 0), (0, 1, 1), (1, 3, 0)]
+    assert [(r.pid, r.original_pid, r.camid) for r in data.splits["train"]] == [(0, 1, 0), (0, 1, 1), (1, 3, 0)]
     assert all("/detected/" in r.path and r.path.endswith(".png") for r in data.splits["gallery"])
     assert any("gallery images: expected 5332" in m for m in data.mismatches)
     labeled = load_dataset("cuhk03", tmp_path, variant="labeled")
-    assert len(labeled.train) == 2 and all("/labeled/" in r.path for r in labeled.train)
+    assert len(labeled.splits["train"]) == 2 and all("/labeled/" in r.path for r in labeled.splits["train"])
     assert any("gallery images: expected 5328" in m for m in labeled.mismatches)
     with pytest.raises(DatasetError, match="variant 'both' is not one of detected, labeled"):
         load_dataset("cuhk03", tmp_path, variant="both")
@@ -245,8 +245,8 @@ def test_reid_list_without_camera_column(tmp_path):
     write(tmp_path / "query.txt", ["imgs/d.jpg 7", "imgs/e.jpg 7"])
     write(tmp_path / "gallery.txt", ["imgs/d.jpg 7", "imgs/e.jpg 7"])  # the same images as the queries
     data = load_dataset("reid_list", tmp_path)
-    assert [(r.pid, r.original_pid, r.camid) for r in data.train] == [(0, 10, NO_CAMERA), (1, 42, NO_CAMERA)]
-    assert data.train[1].path.endswith("imgs/b c.jpg")
+    assert [(r.pid, r.original_pid, r.camid) for r in data.splits["train"]] == [(0, 10, NO_CAMERA), (1, 42, NO_CAMERA)]
+    assert data.splits["train"][1].path.endswith("imgs/b c.jpg")
     assert summarize(data.splits)["query"] == {"images": 2, "ids": 1}
     write(tmp_path / "gallery.txt", ["imgs/d.jpg 7", "imgs/e.jpg 7 1"])
     with pytest.raises(DatasetError, match=r"line 2 of .*gallery\.txt \('imgs/e\.jpg 7 1'\) is not '<path> <pid>'"):
@@ -266,7 +266,7 @@ def write_reid_folder(root, test_only=False):
 def test_reid_folder_identities_without_cameras(tmp_path):
     write_reid_folder(tmp_path)
     data = load_dataset("reid_folder", tmp_path)
-    assert [r.pid for r in data.train] == [0, 0, 0, 1, 1] and data.num_classes == 2 and data.mismatches == []
+    assert [r.pid for r in data.splits["train"]] == [0, 0, 0, 1, 1] and data.num_classes == 2 and data.mismatches == []
     # Test identities numbered over query and gallery together: carol 0, dave 1, erin 2.
     assert [r.pid for r in data.splits["query"]] == [0, 1]
     assert [r.pid for r in data.splits["gallery"]] == [0, 0, 2]

@@ -147,13 +147,13 @@ def test_reid_demo_market_rules(reid):
     files = os.listdir(reid.root / "bounding_box_test")
     junk = [f for f in files if f.startswith("-1_")]
     assert junk and len(reid.splits["gallery"]) == len(files) - len(junk)  # junk is dropped by the parser
-    assert not {r.pid for r in reid.splits["query"]} & {r.original_pid for r in reid.train}
+    assert not {r.pid for r in reid.splits["query"]} & {r.original_pid for r in reid.splits["train"]}
 
 
 def test_reid_demo_cameras_shift_appearance(reid):
     """The same identities look different per camera: mean colour per camera differs beyond noise."""
     by_camera = defaultdict(list)
-    for r in reid.train:
+    for r in reid.splits["train"]:
         by_camera[r.camid].append(pixels(r).mean(axis=(0, 1)))
     means = np.stack([np.mean(v, axis=0) for v in by_camera.values()])
     spread = np.stack([np.std(v, axis=0) for v in by_camera.values()]).mean(0) / np.sqrt(min(map(len, by_camera.values())))

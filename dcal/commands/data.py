@@ -18,7 +18,7 @@ import yaml
 from dcal.commands.json_output import emit
 from dcal.data.catalog import DATASETS, load_dataset
 from dcal.data.layout import SYNTHETIC_MARKER, SplitSizeWarning, synthetic_sizes
-from dcal.data.split_summary import summarize
+from dcal.data.splits import summarize
 from dcal.data.verify import require_images, undecodable, used_splits
 from dcal.errors import DatasetError
 

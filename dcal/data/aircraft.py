@@ -13,7 +13,7 @@ Every image carries a 20-pixel copyright banner at the bottom: records have ``cr
 
 from __future__ import annotations
 
-from dcal.data.fgvc_splits import build_fgvc_splits
+from dcal.data.splits import build_fgvc_splits
 from dcal.data.layout import find_root, read_lines, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError

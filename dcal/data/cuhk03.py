@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dcal.data.layout import find_root, require
 from dcal.data.records import DatasetSplits
-from dcal.data.reid_splits import build_reid_splits, pid_camera_from_name
+from dcal.data.splits import build_reid_splits, pid_camera_from_name
 from dcal.errors import DatasetError
 
 DATASET = "cuhk03"

@@ -8,7 +8,7 @@ no official sizes to check and no boxes.
 
 from __future__ import annotations
 
-from dcal.data.fgvc_splits import build_fgvc_splits
+from dcal.data.splits import build_fgvc_splits
 from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
 from dcal.data.records import DatasetSplits, FGVCRecord

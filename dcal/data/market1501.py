@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dcal.data.layout import find_root, require
 from dcal.data.records import DatasetSplits
-from dcal.data.reid_splits import build_reid_splits, pid_camera_from_name
+from dcal.data.splits import build_reid_splits, pid_camera_from_name
 
 LAYOUT = "bounding_box_train/, query/, bounding_box_test/ holding <pid>_c<camera>... .jpg files"
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}

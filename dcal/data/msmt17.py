@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dcal.data.layout import find_root, read_lines, require, require_files
 from dcal.data.records import DatasetSplits
-from dcal.data.reid_splits import build_reid_splits, check_identifiers
+from dcal.data.splits import build_reid_splits, check_identifiers
 from dcal.errors import DatasetError
 
 DATASET = "msmt17"

@@ -13,7 +13,7 @@ ascending order, mapped to 0..554 (the hierarchy itself is not needed and not re
 
 from __future__ import annotations
 
-from dcal.data.fgvc_splits import build_fgvc_splits
+from dcal.data.splits import build_fgvc_splits
 from dcal.data.cub_lists import read_listed_images
 from dcal.data.layout import find_root, read_lines, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord

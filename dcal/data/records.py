@@ -91,11 +91,6 @@ class DatasetSplits:
     reid_protocol: str = "fixed"
 
     @property
-    def train(self) -> list:
-        """The records the model trains on."""
-        return self.splits[self.train_split]
-
-    @property
     def eval_splits(self) -> tuple:
         """The split names evaluation reads: ``("test",)`` for FGVC and for Re-ID with gallery draws,
         ``("query", "gallery")`` for other Re-ID sets."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
 from dcal.data.records import NO_CAMERA, DatasetSplits
-from dcal.data.reid_splits import build_reid_splits
+from dcal.data.splits import build_reid_splits
 from dcal.errors import DatasetError
 
 DATASET = "reid_folder"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dcal.data.layout import find_root, read_lines, require_files
 from dcal.data.records import NO_CAMERA, DatasetSplits
-from dcal.data.reid_splits import build_reid_splits
+from dcal.data.splits import build_reid_splits
 from dcal.errors import DatasetError
 
 DATASET = "reid_list"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from dcal.data.fgvc_splits import build_fgvc_splits
+from dcal.data.splits import build_fgvc_splits
 from dcal.data.layout import DEMO_HINT, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from dcal.data.layout import check_split_sizes, find_root, read_lines, require, require_files
 from dcal.data.records import NO_CAMERA, DatasetSplits
-from dcal.data.reid_splits import keep_ids, relabel
-from dcal.data.split_summary import summarize
+from dcal.data.splits import keep_ids, relabel
+from dcal.data.splits import summarize
 from dcal.errors import DatasetError
 from dcal.evaluation.vehicleid_protocol import gallery_draws
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dcal.data.layout import find_root, read_lines, require, require_files
 from dcal.data.records import DatasetSplits
-from dcal.data.reid_splits import build_reid_splits, pid_camera_from_name
+from dcal.data.splits import build_reid_splits, pid_camera_from_name
 
 DATASET = "veri776"
 LAYOUT = "image_train/, image_query/, image_test/, name_train.txt, name_query.txt, name_test.txt"

@@ -1,9 +1,14 @@
-"""What every Re-ID parser shares: identity and camera from a file name, training-id relabelling,
-and the size check.
+"""The splits a parser returns, and what every parser shares to build them.
 
-File names of Market-1501 (``0002_c1s1_000451_03.jpg``), DukeMTMC-reID (``0001_c2_f0046182.jpg``)
-and VeRi-776 (``0001_c001_00016450_0.jpg``) all start with ``<pid>_c<camera>``; the camera number is
-1-based in the file and 0-based in :class:`~dcal.data.records.ReIDRecord` (as torchreid).
+- :func:`summarize` counts each split (images, classes or identities, cameras): what ``dcal data``
+  prints and what the parsers compare with the official sizes.
+- :func:`build_fgvc_splits` assembles an FGVC dataset's :class:`~dcal.data.records.DatasetSplits`
+  and checks its sizes and class labels.
+- Re-ID: identity and camera from a file name (:func:`pid_camera_from_name`), training-id
+  relabelling, and :func:`build_reid_splits`.  File names of Market-1501
+  (``0002_c1s1_000451_03.jpg``), DukeMTMC-reID (``0001_c2_f0046182.jpg``) and VeRi-776
+  (``0001_c001_00016450_0.jpg``) all start with ``<pid>_c<camera>``; the camera number is 1-based
+  in the file and 0-based in :class:`~dcal.data.records.ReIDRecord` (as torchreid).
 """
 
 from __future__ import annotations
@@ -12,9 +17,40 @@ import re
 from pathlib import Path
 
 from dcal.data.layout import check_split_sizes
-from dcal.data.records import DatasetSplits, ReIDRecord
-from dcal.data.split_summary import summarize
+from dcal.data.records import NO_CAMERA, DatasetSplits, FGVCRecord, ReIDRecord
 from dcal.errors import DatasetError
+
+
+def summarize_split(records: list) -> dict:
+    """``{"images": n, "classes": k}`` for FGVC records, ``{"images": n, "ids": k, "cameras": c}`` for Re-ID
+    (without ``cameras`` where no record has a camera id)."""
+    if records and isinstance(records[0], FGVCRecord):
+        return {"images": len(records), "classes": len({r.label for r in records})}
+    if not records:
+        return {"images": 0}
+    cameras = {r.camid for r in records} - {NO_CAMERA}
+    counts = {"images": len(records), "ids": len({r.original_pid for r in records})}
+    return {**counts, "cameras": len(cameras)} if cameras else counts
+
+
+def summarize(splits: dict) -> dict:
+    """:func:`summarize_split` for every split, keyed by split name."""
+    return {name: summarize_split(records) for name, records in splits.items()}
+
+
+def build_fgvc_splits(name: str, root: Path, splits: dict, class_names, official: dict,
+                      train_split: str = "train") -> DatasetSplits:
+    """The :class:`DatasetSplits` of FGVC record lists, checked against ``official``."""
+    mismatches = check_split_sizes(name, root, summarize(splits), official)
+    num_classes = len(class_names) if class_names is not None else len({r.label for r in splits[train_split]})
+    for split, records in splits.items():  # a class id outside the dataset's classes is an error, not a new class
+        bad = next((r for r in records if not 0 <= r.label < num_classes), None)
+        if bad is not None:
+            raise DatasetError(f"{name}: {bad.path} ({split}) has class label {bad.label + 1} (1-based), "
+                               f"outside the dataset's {num_classes} classes")
+    return DatasetSplits(name=name, task="fgvc", root=root, splits=splits, num_classes=num_classes,
+                         class_names=class_names, train_split=train_split, mismatches=mismatches)
+
 
 _PID_CAMERA = re.compile(r"^(-?\d+)_c(\d+)")
 
