@@ -27,7 +27,7 @@ class UnsupportedBackboneError(ConfigError):
 
 
 class LocalizationError(DCALError):
-    """The pointing game cannot be computed for this model or data."""
+    """The pointing game cannot be computed for this transform, model or data."""
 
 
 class RunFolderError(DCALError):

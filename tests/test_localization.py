@@ -10,7 +10,6 @@ from torchvision import transforms as T
 from dcal.data.image_dataset import ImageDataset
 from dcal.data.records import FGVCRecord
 from dcal.data.transform_geometry import input_view, patch_centres, transform_sizes
-from dcal.errors import ConfigError
 from dcal.errors import LocalizationError
 from dcal.evaluation.pointing_game import PointingGameResult, pointing_hits, record_pointing
 
@@ -54,7 +53,7 @@ def test_input_view_matches_where_torchvision_moves_pixels(image_size, transform
 
 
 def test_transform_sizes_refuses_random_geometry():
-    with pytest.raises(ConfigError, match="RandomCrop"):
+    with pytest.raises(LocalizationError, match="RandomCrop"):
         transform_sizes(T.Compose([T.Resize((64, 64), antialias=False), T.RandomCrop(56)]))
 
 

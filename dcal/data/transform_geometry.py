@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 from torchvision import transforms as T
 
-from dcal.errors import ConfigError
+from dcal.errors import LocalizationError
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def transform_sizes(transform) -> tuple:
     """``(resize, crop)`` of a test transform as :func:`~dcal.data.transforms.build_transforms` builds
     it: the ``Resize`` to a fixed ``(height, width)`` and the ``CenterCrop`` size (``None`` without one).
 
-    Raises :class:`~dcal.errors.ConfigError` naming any other step that moves pixels.
+    Raises :class:`~dcal.errors.LocalizationError` naming any other step that moves pixels.
     """
     resize = crop = None
     for step in getattr(transform, "transforms", [transform]):
@@ -65,10 +65,10 @@ def transform_sizes(transform) -> tuple:
         elif isinstance(step, T.CenterCrop) and resize is not None and crop is None:
             crop = tuple(int(v) for v in step.size)
         elif not isinstance(step, (T.ToTensor, T.Normalize)):
-            raise ConfigError(f"cannot map model-input pixels back to the image through {step!r}: dcal's test "
+            raise LocalizationError(f"cannot map model-input pixels back to the image through {step!r}: dcal's test "
                               "transform is a Resize to (height, width), an optional CenterCrop, ToTensor, Normalize")
     if resize is None:
-        raise ConfigError(f"{transform!r} has no Resize to (height, width), as dcal's test transform has")
+        raise LocalizationError(f"{transform!r} has no Resize to (height, width), as dcal's test transform has")
     return resize, crop
 
 
