@@ -37,7 +37,7 @@ from dcal.model.heads import BNNeckHead, LinearHead
 from dcal.model.inference import NECK_FEATS, fgvc_scores, reid_features
 from dcal.model.pwca import pwca_block
 from dcal.model.rollout import class_token_rollout
-from dcal.model.selection import SELECTIONS, check_selected, select_random, select_top
+from dcal.model.selection import SELECTIONS, check_selected, num_selected, select_random, select_top
 
 TASKS = ("fgvc", "reid")
 GLCA_RATIO = {"fgvc": 0.1, "reid": 0.3}
@@ -211,6 +211,7 @@ class DCAL(nn.Module):
         if pair_index is not None:
             out["pwca"] = pre_logits(vit, pwca_tokens)
         num_patches = glca_input.shape[1] - self.num_prefix_tokens
+        k = num_selected(num_patches, self.glca_ratio)  # R of the N patches (paper §4)
         if rollout:
             num_heads = blocks[0].attn.num_heads
             class_row = class_token_rollout(maps[-1][:, 0], maps[:-1], num_heads)
@@ -220,10 +221,10 @@ class DCAL(nn.Module):
                 raise ConfigError("selected was given but GLCA is off (glca=False)")
             selected = check_selected(selected, batch, num_patches).to(x.device)
         elif self.glca_selection == "random":
-            selected = select_random(batch, num_patches, self.glca_ratio, x.device, self.training)
+            selected = select_random(batch, num_patches, k, x.device, self.training)
         elif rollout:
             scores = out["rollout"] if self.glca_selection == "rollout" else maps[-1][:, 0, self.num_prefix_tokens :]
-            selected = select_top(scores, self.glca_ratio)
+            selected = select_top(scores, k)
         if selected is not None:
             out["selected"] = selected
         if self.glca is not None:

@@ -27,19 +27,19 @@ def num_selected(num_patches: int, ratio: float) -> int:
 
 
 @torch.no_grad()
-def select_top(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+def select_top(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices (B, k) of the k patches with the largest ``scores`` (B, N), highest first."""
-    return scores.topk(num_selected(scores.shape[1], ratio), dim=1).indices
+    return scores.topk(k, dim=1).indices
 
 
 @torch.no_grad()
-def select_random(batch: int, num_patches: int, ratio: float, device: torch.device, training: bool) -> torch.Tensor:
+def select_random(batch: int, num_patches: int, k: int, device: torch.device, training: bool) -> torch.Tensor:
     """k distinct patch indices per image, uniformly at random (B, k)."""
     if training:
         keys = torch.rand(batch, num_patches, device=device)
     else:
         keys = torch.rand(batch, num_patches, generator=torch.Generator().manual_seed(0)).to(device)
-    return keys.topk(num_selected(num_patches, ratio), dim=1).indices
+    return keys.topk(k, dim=1).indices
 
 
 def check_selected(selected: torch.Tensor, batch: int, num_patches: int) -> torch.Tensor:
