@@ -14,6 +14,9 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import timm.data
+from timm.models import get_pretrained_cfg
+
 from dcal.config import Config
 from dcal.errors import ConfigError
 
@@ -30,9 +33,6 @@ class InputConfig:
 def backbone_input_config(backbone: str) -> InputConfig:
     """Mean, std and interpolation of timm's pretrained config for ``backbone`` (a timm name, with or
     without a ``.tag``)."""
-    import timm.data
-    from timm.models import get_pretrained_cfg
-
     pretrained_cfg = get_pretrained_cfg(backbone)
     resolved = timm.data.resolve_data_config(pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {})
     return InputConfig(tuple(resolved["mean"]), tuple(resolved["std"]), str(resolved["interpolation"]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dcal.data.synthetic_fgvc import write_fgvc_demo
+from dcal.data.synthetic_reid import write_reid_demo
 from dcal.errors import ConfigError
 
 #: the dataset name whose parser reads each task's synthetic set
@@ -15,10 +17,7 @@ def write_synthetic(task: str, out_dir, options: dict | None = None) -> Path:
     """Write the synthetic set of ``task`` into ``out_dir`` and return its root; ``options``
     (``data.synthetic_options``, ``--seed``) go to the writer as keyword arguments.  A folder that
     already holds the same complete set is left as it is."""
-    if task == "fgvc":
-        from dcal.data.synthetic_fgvc import write_fgvc_demo as write
-    else:
-        from dcal.data.synthetic_reid import write_reid_demo as write
+    write = write_fgvc_demo if task == "fgvc" else write_reid_demo
     try:
         return write(out_dir, **(options or {}))
     except TypeError as error:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dcal.config import Config, load_config
-from dcal.engine import run_folder
+from dcal.engine import distributed, run_folder, trainer
 from dcal.errors import ConfigError
 
 PWCA_VARIANTS = ("pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
@@ -183,14 +183,11 @@ def _read_previous(out_dir: Path) -> dict:
 
 
 def _train_here(base: Config) -> Callable:
-    from dcal.engine import distributed
-    from dcal.engine.trainer import train
-
     context = distributed.setup(base.train.device, base.train.threads)
     if context.distributed:
         raise ConfigError("dcal ablate runs its trainings one after another in one process; launch it without torchrun")
 
     def train_one(config: Config, run_dir: Path, resume: bool) -> None:
-        train(config, run_dir, resume=resume, context=context)
+        trainer.train(config, run_dir, resume=resume, context=context)
 
     return train_one

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from dcal.errors import DCALError
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,10 @@ def broadcast_object(obj, context: DistributedContext):
 
 def abort(context: DistributedContext, error: BaseException) -> None:
     """Leave a distributed run after an error on this rank: report it, flush, ``os._exit`` (no hang at exit)."""
-    from dcal.errors import DCALError
-
     if isinstance(error, DCALError):
         print(f"dcal: error on rank {context.rank}: {error}", file=sys.stderr)
         code = 2
     else:
-        import traceback
-
         traceback.print_exception(type(error), error, error.__traceback__)
         code = 1
     sys.stdout.flush()

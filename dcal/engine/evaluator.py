@@ -38,8 +38,11 @@ from dcal.engine.data_setup import build_eval_data, eval_loader, eval_split_name
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.evaluation.camera_filter import QUERY_IMAGE, exclusion_groups
 from dcal.evaluation.classification import topk_accuracy
+from dcal.evaluation.re_ranking import re_ranking_chunks
+from dcal.evaluation.reid_metrics import reid_metrics, reid_metrics_from_distances
 from dcal.evaluation.pointing_game import PointingGameResult, has_boxes, record_pointing
 from dcal.evaluation.report import format_metrics
+from dcal.evaluation.vehicleid_protocol import vehicleid_metrics
 from dcal.errors import DCALError, EvaluationFailed, TrainingInterrupted
 from dcal.model.inference import fgvc_scores, reid_features
 
@@ -125,15 +128,11 @@ def reid_inference(model, images: torch.Tensor, flip: bool = False) -> torch.Ten
 def reid_scores(qf, gf, query_records, gallery_records, config: Config, device=None) -> dict:
     """mAP, mINP and CMC (percent) of query features against gallery features, computed on ``device``
     (default: the CPU)."""
-    from dcal.evaluation import reid_metrics, reid_metrics_from_distances
-
     q_pids = torch.tensor([r.pid for r in query_records])
     g_pids = torch.tensor([r.pid for r in gallery_records])
     q_cams, g_cams, exclusion = exclusion_groups([r.camid for r in query_records], [r.camid for r in gallery_records],
                                                  [r.path for r in query_records], [r.path for r in gallery_records])
     if config.eval.re_ranking:
-        from dcal.evaluation import re_ranking_chunks
-
         result = reid_metrics_from_distances(re_ranking_chunks(qf, gf, device=device), q_pids, g_pids, q_cams, g_cams,
                                              device=device)
     else:
@@ -172,8 +171,6 @@ def _evaluate_reid_draws(model, test, config: Config, context: DistributedContex
 def gallery_draw_scores(features, records, config: Config, device=None) -> dict:
     """Mean and standard deviation (``<key>_std``) of mAP, mINP and CMC (percent) over VehicleID's
     gallery draws from one test split (:mod:`dcal.evaluation.vehicleid_protocol`), computed on ``device``."""
-    from dcal.evaluation.vehicleid_protocol import vehicleid_metrics
-
     result = vehicleid_metrics(features, [r.pid for r in records], [r.path for r in records],
                                metric=config.eval.metric, re_ranking=config.eval.re_ranking, device=device)
     metrics = {}

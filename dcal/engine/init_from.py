@@ -59,7 +59,7 @@ class InitReport:
 
 def read_trained_weights(path) -> tuple[dict, dict | None, str]:
     """``(state_dict, config dict or None, what)`` of a dcal checkpoint or ``.safetensors`` file."""
-    from dcal.engine.checkpoint import read_checkpoint
+    from dcal.engine.checkpoint import read_checkpoint  # here: checkpoint.py imports model_setup, which imports this module
 
     path = Path(path)
     if not path.is_file():

@@ -14,6 +14,8 @@ import signal
 import threading
 from contextlib import contextmanager
 
+import torch
+
 from dcal.errors import TrainingInterrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -48,8 +50,6 @@ class StopSignals:
         """Whether any process was asked to stop (one all-reduce under DDP), so all stop at one step."""
         if not context.distributed:
             return self.requested
-        import torch
-
         flag = torch.tensor([float(self.signum or 0)], device=device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         if flag.item() and self.signum is None:

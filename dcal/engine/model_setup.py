@@ -8,6 +8,7 @@ import torch
 
 from dcal.config import Config
 from dcal.errors import ConfigError
+from dcal.model.factory import create_model
 
 
 def build_model(config: Config, num_classes: int, *, pretrained=None):
@@ -19,8 +20,6 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
     (:mod:`dcal.engine.init_from`) and prints what it loaded and re-initialised; passing
     ``pretrained=False`` (a checkpoint or a resumed run supplies every weight) skips it.
     """
-    from dcal import create_model
-
     m = config.model
     initialise = pretrained is None and m.init_from is not None
     model = create_model(
@@ -40,7 +39,7 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
     )
     model.set_grad_checkpointing(m.grad_checkpointing)
     if initialise:
-        from dcal.engine.init_from import init_from
+        from dcal.engine.init_from import init_from  # here, not above: init_from reads checkpoints, and checkpoint.py imports this module
 
         report = init_from(model, m.init_from)
         if int(os.environ.get("RANK", "0")) == 0:

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from dcal.config import Config, config_from_dict, flat_settings
+from dcal.config import Config, config_from_dict, flat_settings, load_config
+from dcal.engine.checkpoint import ARCHITECTURE_KEYS
 from dcal.errors import CheckpointError, RunFolderError
 
 CHANGES_FILE = "config_changes.yaml"
@@ -148,8 +149,6 @@ def saved_config(run_dir) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise RunFolderError(f"--resume: {run_dir} has neither checkpoints/last.pt nor config.yaml")
-    from dcal.config import load_config
-
     return load_config(path)
 
 
@@ -164,8 +163,6 @@ def check_resume_changes(run_dir, differences: dict, allow_changes: bool) -> Non
 
     Architecture settings (a checkpoint's weights only fit its own) are refused even then.
     """
-    from dcal.engine.checkpoint import ARCHITECTURE_KEYS
-
     architecture = [k for k in differences if k in ARCHITECTURE_KEYS]
     if architecture:
         raise RunFolderError(

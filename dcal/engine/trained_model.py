@@ -22,8 +22,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from dcal.config import Config
+from dcal.config import Config, apply_overrides
 from dcal.data.transforms import eval_transform
+from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
 from dcal.engine.distributed import resolve_device
 from dcal.errors import CheckpointError
 from dcal.model.inference import fgvc_scores
@@ -108,9 +109,6 @@ def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[s
     so only settings such as the data root or evaluation options can differ.  Its ``train.threads``
     sets torch's CPU threads, as in ``dcal train`` and ``dcal eval``.
     """
-    from dcal.config import apply_overrides
-    from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
-
     path = Path(path)
     target = resolve_device(device)
     state = read_checkpoint(path)

@@ -24,9 +24,11 @@ from typing import Sequence
 
 import numpy as np
 
+from dcal.data.image_dataset import load_image
 from dcal.errors import DatasetError
 from dcal.evaluation.nearest import DEFAULT_CHUNK_ROWS, nearest
 from dcal.export.gallery import Gallery, image_features
+from dcal.viz.rank_list import rank_list_row
 
 
 def query_features(trained, paths: Sequence, *, batch_size: int = 64, num_workers: int = 0) -> np.ndarray:
@@ -56,9 +58,6 @@ def contact_sheet(result: dict, input_size: Sequence[int], tile_height: int = 16
     """One query and its results as a rank-list row (:func:`dcal.viz.rank_list.rank_list_row`):
     the query framed blue, each result framed grey (no identities to compare), its file name and
     distance below.  Tiles keep the network input's aspect (``input_size`` = ``(height, width)``)."""
-    from dcal.data.image_dataset import load_image
-    from dcal.viz.rank_list import rank_list_row
-
     tile_size = (max(1, round(tile_height * input_size[1] / input_size[0])), tile_height)
     hits = result["results"]
     return rank_list_row(
