@@ -139,10 +139,17 @@ def model_from_checkpoint(state: dict, path="checkpoint", *, config: Config | No
 def restore_training_state(state: dict, path, *, model, criterion, optimizer, scheduler, scaler, ema=None) -> None:
     """Load a checkpoint's weights, loss weights, optimiser, schedule, grad scaler and EMA in place."""
     load_weights(model, state["model"], path)
-    criterion.load_state_dict(state["criterion"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
+    try:
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+    except (ValueError, KeyError, RuntimeError) as error:  # e.g. parameter groups of another dcal version
+        raise CheckpointError(
+            f"{path}: its optimiser or loss state does not fit this run ({str(error).splitlines()[0]}); "
+            "it was probably written by another dcal version. Start again with --overwrite, or start "
+            "from its weights with model.init_from"
+        ) from None
     if ema is not None:
         ema.module.load_state_dict(state["model_ema"])
 
