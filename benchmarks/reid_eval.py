@@ -34,7 +34,8 @@ import time
 import numpy as np
 import torch
 
-from dcal.evaluation.reid_metrics import EvaluationError, RankingAccumulator
+from dcal.errors import EvaluationError
+from dcal.evaluation.ranking import RankingAccumulator
 
 DIM = 1536
 
@@ -161,7 +162,7 @@ def summary(metrics: dict) -> dict:
 def distances_alone(qf, gf) -> None:
     """The distance computation of ``reid_metrics`` without the ranking: the same chunks, discarded."""
     from dcal.evaluation.distances import PairwiseDistance
-    from dcal.evaluation.reid_metrics import resolve_chunk_size
+    from dcal.evaluation.metric_inputs import resolve_chunk_size
 
     distance = PairwiseDistance(gf, "euclidean", rank_only=True)
     step = resolve_chunk_size(None, len(gf))

@@ -53,3 +53,7 @@ class TrainingDiverged(DCALError):
 
 class EvaluationFailed(DCALError):
     """The evaluation after an epoch failed; the epoch's checkpoint is on disk and the run can resume."""
+
+
+class EvaluationError(DCALError):
+    """Inputs to an evaluation are inconsistent (lengths, shapes, empty sets, NaN distances)."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcal.evaluation import re_ranking, re_ranking_chunks, reid_metrics, reid_metrics_from_distances
-from dcal.evaluation.reid_metrics import MEMORY_BUDGET, memory_budget, resolve_chunk_size
+from dcal.evaluation.metric_inputs import MEMORY_BUDGET, memory_budget, resolve_chunk_size
 from test_reid_metrics import assert_same, random_problem
 
 

@@ -10,6 +10,7 @@ this package; import the submodule's other names with ``from dcal.evaluation.rei
 """
 
 from dcal.evaluation.re_ranking import re_ranking, re_ranking_chunks
-from dcal.evaluation.reid_metrics import EvaluationError, reid_metrics, reid_metrics_from_distances
+from dcal.errors import EvaluationError
+from dcal.evaluation.reid_metrics import reid_metrics, reid_metrics_from_distances
 
 __all__ = ["EvaluationError", "re_ranking", "re_ranking_chunks", "reid_metrics", "reid_metrics_from_distances"]

@@ -32,14 +32,8 @@ import numpy as np
 import torch
 
 from dcal.evaluation.distances import METRICS, PairwiseDistance
-from dcal.evaluation.reid_metrics import (
-    MEMORY_BUDGET,
-    EvaluationError,
-    as_features,
-    check_features,
-    memory_budget,
-    resolve_chunk_size,
-)
+from dcal.errors import EvaluationError
+from dcal.evaluation.metric_inputs import MEMORY_BUDGET, as_features, check_features, memory_budget, resolve_chunk_size
 
 #: Entries of a sparse product (or query-gallery pairs of the Jaccard sums) handled at once.
 SPARSE_BATCH = 2**22

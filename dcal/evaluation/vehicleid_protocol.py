@@ -19,7 +19,8 @@ import torch
 
 from dcal.evaluation.camera_filter import image_groups
 from dcal.evaluation.re_ranking import re_ranking_chunks
-from dcal.evaluation.reid_metrics import EvaluationError, reid_metrics, reid_metrics_from_distances
+from dcal.errors import EvaluationError
+from dcal.evaluation.reid_metrics import reid_metrics, reid_metrics_from_distances
 
 NUM_DRAWS = 10
 SEED = 0
