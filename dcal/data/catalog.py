@@ -28,28 +28,29 @@ import inspect
 from dcal.data.records import DatasetSplits
 from dcal.errors import DatasetError
 
+#: Every dataset name and its task; the parser of ``name`` is the module ``dcal.data.<name>``.
 DATASETS = {
-    "cub200": ("dcal.data.cub200", "fgvc"),
-    "stanford_cars": ("dcal.data.stanford_cars", "fgvc"),
-    "aircraft": ("dcal.data.aircraft", "fgvc"),
-    "nabirds": ("dcal.data.nabirds", "fgvc"),
-    "stanford_dogs": ("dcal.data.stanford_dogs", "fgvc"),
-    "image_folder": ("dcal.data.image_folder", "fgvc"),
-    "market1501": ("dcal.data.market1501", "reid"),
-    "dukemtmc": ("dcal.data.dukemtmc", "reid"),
-    "msmt17": ("dcal.data.msmt17", "reid"),
-    "veri776": ("dcal.data.veri776", "reid"),
-    "vehicleid": ("dcal.data.vehicleid", "reid"),
-    "cuhk03": ("dcal.data.cuhk03", "reid"),
-    "reid_list": ("dcal.data.reid_list", "reid"),
-    "reid_folder": ("dcal.data.reid_folder", "reid"),
+    "cub200": "fgvc",
+    "stanford_cars": "fgvc",
+    "aircraft": "fgvc",
+    "nabirds": "fgvc",
+    "stanford_dogs": "fgvc",
+    "image_folder": "fgvc",
+    "market1501": "reid",
+    "dukemtmc": "reid",
+    "msmt17": "reid",
+    "veri776": "reid",
+    "vehicleid": "reid",
+    "cuhk03": "reid",
+    "reid_list": "reid",
+    "reid_folder": "reid",
 }
 
 
 def dataset_task(name: str) -> str:
     """``"fgvc"`` or ``"reid"`` for a dataset name."""
     _check_name(name)
-    return DATASETS[name][1]
+    return DATASETS[name]
 
 
 def dataset_options(name: str) -> dict:
@@ -80,4 +81,4 @@ def _check_name(name: str) -> None:
 
 
 def _loader(name: str):
-    return importlib.import_module(DATASETS[name][0]).load
+    return importlib.import_module(f"dcal.data.{name}").load
