@@ -15,19 +15,9 @@ from dcal.data.image_dataset import load_record_image
 from dcal.data.layout import SplitSizeWarning
 from dcal.errors import DatasetError
 
+from tiny_datasets import touch, write
+
 pytestmark = pytest.mark.filterwarnings("ignore::dcal.data.layout.SplitSizeWarning")
-
-
-def touch(path, size=(8, 8)):
-    """A real tiny JPEG at ``path`` (parents created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (120, 30, 200)).save(path)
-    return path
-
-
-def write(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines))
 
 
 def struct_array(rows: list[dict]) -> np.ndarray:

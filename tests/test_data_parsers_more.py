@@ -17,19 +17,9 @@ from dcal.data.records import NO_CAMERA
 from dcal.data.splits import summarize
 from dcal.errors import DatasetError
 
+from tiny_datasets import touch, write
+
 pytestmark = pytest.mark.filterwarnings("ignore::dcal.data.layout.SplitSizeWarning")
-
-
-def touch(path, size=(8, 8)):
-    """A real tiny image at ``path`` (parents created; the format from the suffix)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, (120, 30, 200)).save(path)
-    return path
-
-
-def write(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{line}\n" for line in lines))
 
 
 # ----------------------------------------------------------------------------- NABirds

@@ -2,7 +2,6 @@
 
 import torch
 
-from dcal.data.records import FGVCRecord
 from dcal.evaluation.classification import topk_accuracy
 
 
@@ -23,27 +22,16 @@ def test_topk_accuracy_matches_a_plain_count():
 def test_fgvc_evaluator_combines_the_branches():
     from dcal.config import load_config
     from dcal.engine.evaluator import evaluate
+    from tiny_datasets import TensorItems
 
     class TwoBranches(torch.nn.Module):
         def forward_branches(self, x):
             return {"sa": {"logits": x[:, :3]}, "glca": {"logits": x[:, 3:]}}
 
-    class Items(torch.utils.data.Dataset):
-        def __init__(self, x, y):
-            self.x, self.y = x, y
-            # As an ImageDataset: records without boxes, so no pointing game is played.
-            self.records = [FGVCRecord(path=f"{i}.jpg", label=int(label)) for i, label in enumerate(y)]
-
-        def __len__(self):
-            return len(self.y)
-
-        def __getitem__(self, i):
-            return {"image": self.x[i], "target": int(self.y[i]), "index": i}
-
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(23, 6, generator=generator) * 3
     y = torch.randint(0, 3, (23,), generator=generator)
-    metrics = evaluate(TwoBranches(), {"test": Items(x, y)}, load_config(None, ["eval.batch_size=4"]))
+    metrics = evaluate(TwoBranches(), {"test": TensorItems(x, y)}, load_config(None, ["eval.batch_size=4"]))
     combined = x[:, :3].softmax(1) + x[:, 3:].softmax(1)
     assert metrics["num_images"] == 23
     assert metrics["top1"] == 100.0 * (combined.argmax(1) == y).double().mean().item()

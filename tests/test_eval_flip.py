@@ -5,8 +5,8 @@ import torch
 
 import dcal
 from dcal.config import load_config
-from dcal.data.records import FGVCRecord
 from dcal.engine.evaluator import evaluate, reid_inference
+from tiny_datasets import TensorItems
 
 
 class _Rows(torch.nn.Module):
@@ -16,18 +16,6 @@ class _Rows(torch.nn.Module):
     def forward_branches(self, x):
         row = x[:, 0, 0]
         return {"sa": {"logits": row[:, :3]}, "glca": {"logits": 2 * row[:, 3:]}}
-
-
-class _Items(torch.utils.data.Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-        self.records = [FGVCRecord(path=f"{i}.jpg", label=int(label)) for i, label in enumerate(y)]
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return {"image": self.x[i], "target": int(self.y[i]), "index": i}
 
 
 def _accuracy(scores, y):
@@ -41,11 +29,11 @@ def test_fgvc_flip_averages_the_scores_of_image_and_mirror():
     row, mirror = x[:, 0, 0], x[:, 0, 0].flip(1)
     sa = (row[:, :3].softmax(1) + mirror[:, :3].softmax(1)) / 2
     glca = ((2 * row[:, 3:]).softmax(1) + (2 * mirror[:, 3:]).softmax(1)) / 2
-    flipped = evaluate(_Rows(), {"test": _Items(x, y)}, load_config(None, ["eval.batch_size=8", "eval.flip=true"]))
+    flipped = evaluate(_Rows(), {"test": TensorItems(x, y)}, load_config(None, ["eval.batch_size=8", "eval.flip=true"]))
     assert flipped["top1_sa"] == _accuracy(sa, y)
     assert flipped["top1_glca"] == _accuracy(glca, y)
     assert flipped["top1"] == _accuracy(sa + glca, y)
-    plain = evaluate(_Rows(), {"test": _Items(x, y)}, load_config(None, ["eval.batch_size=8"]))
+    plain = evaluate(_Rows(), {"test": TensorItems(x, y)}, load_config(None, ["eval.batch_size=8"]))
     assert plain["top1_sa"] == _accuracy(row[:, :3], y)
     assert (plain["top1_sa"], plain["top1_glca"]) != (flipped["top1_sa"], flipped["top1_glca"])
 

@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from dcal.data.records import FGVCRecord
 
 SIZE = 32
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200), (40, 200, 200)]
@@ -77,3 +80,31 @@ def write_tiny_vehicleid(root, ids: int = 6, per_id: int = 8, test_ids: int = 4,
     for list_name, lines in lists.items():
         (root / "train_test_split" / list_name).write_text("".join(f"{line}\n" for line in lines))
     return root
+
+
+def touch(path, size=(8, 8)):
+    """A real tiny image at ``path`` (parents created; the format from the suffix)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (120, 30, 200)).save(path)
+    return path
+
+
+def write(path, lines):
+    """A text file of ``lines`` (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines))
+
+
+class TensorItems(torch.utils.data.Dataset):
+    """Ready image tensors with FGVC labels, served as an ImageDataset serves them (records without
+    boxes, so no pointing game is played)."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+        self.records = [FGVCRecord(path=f"{i}.jpg", label=int(label)) for i, label in enumerate(y)]
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"image": self.x[i], "target": int(self.y[i]), "index": i}
