@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.engine.ablation import markdown_table, parse_variants, run_ablation
 
     result = run_ablation(args.config, args.seeds, parse_variants(args.variants), args.out, args.overrides)

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.config import apply_overrides, load_config
     from dcal.engine import distributed
     from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint

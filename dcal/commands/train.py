@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     import os
 
     from dcal.engine import run_folder

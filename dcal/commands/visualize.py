@@ -53,6 +53,7 @@ def _unique_names(paths) -> list:
 
 
 def run(args) -> int:
+    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from pathlib import Path
 
     from dcal.commands.output_paths import check_output_folder
