@@ -76,10 +76,21 @@ def test_ablate_writes_the_contract_and_continues_where_it_stopped(tmp_path, cap
         values = [run["metrics"]["top1"] for run in entry["runs"]]
         assert entry["mean"] == pytest.approx(sum(values) / 2)
         assert entry["std"] == pytest.approx(abs(values[0] - values[1]) / 2 ** 0.5)
-        for run in entry["runs"]:
+        for run in entry["runs"]:  # timings survive the interruption: each run folder keeps its own
+            assert run["cpu_s"] > 0 and run["wall_s"] > 0
             assert run["run_dir"] == str(out / f"{name}-s{run['seed']}")
             assert run["metrics"]["epoch"] == 1 and "top1_sa" in run["metrics"]
     assert result["variants"]["baseline"]["runs"][0]["metrics"]["top1_glca"] is None
+    # An invocation interrupted before it reaches the dcal runs rewrites ablation.json without them;
+    # their timings still come back, from their run folders.
+    make, calls = interrupted_after(0)
+    monkeypatch.setattr(ablation, "_train_here", make)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args[:2], "0", "1", "2", *args[4:]])
+    assert list(json.loads((out / "ablation.json").read_text())["variants"]) == ["baseline"]
+    assert main(args) == 0
+    again = json.loads((out / "ablation.json").read_text())
+    assert [run["cpu_s"] for run in again["variants"]["dcal"]["runs"]] == [run["cpu_s"] for run in result["variants"]["dcal"]["runs"]]
     table = (out / "ablation.md").read_text()
     assert "| baseline |" in table and "| dcal |" in table and "pointing game" in table
     assert table in capsys.readouterr().out

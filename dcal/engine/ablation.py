@@ -17,7 +17,9 @@ finished, resumes unfinished ones (an interrupted ablation continues where it st
 ``DIR/ablation.json`` and ``DIR/ablation.md`` after every run.  ``ablation.json``:
 ``{"metric": "top1" | "mAP", "variants": {NAME: {"overrides": [...], "runs": [{"seed": S,
 "run_dir": ..., "metrics": {...final evaluation...}}], "mean": float, "std": float}}}``; ``std``
-is the sample standard deviation over the seeds (0 with one seed).
+is the sample standard deviation over the seeds (0 with one seed).  Each run trained by an ablation also carries
+``wall_s`` and ``cpu_s``, the seconds its training took, kept in the run folder
+(:data:`TIMING_FILE`) so that a later invocation that skips the run still reports them.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ GLCA_SETTINGS = {
     "dcal_last": ("last", "local"), "dcal_cls": ("rollout", "cls"),
 }
 VARIANTS = ("baseline", "glca", "pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
+#: written into each run folder that an ablation trained: the wall and CPU seconds it took
+TIMING_FILE = "ablation_timing.json"
 DEFAULT_VARIANTS = VARIANTS[:5]
 
 
@@ -83,7 +87,6 @@ def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out
         raise ConfigError("--seeds: give at least one seed")
     if train is None:
         train = _train_here(base)
-    previous = _read_previous(out_dir)
     metric = "top1" if base.task == "fgvc" else "mAP"  # the test metric (never the validation one)
     result = {"metric": metric, "variants": {}}
     for variant in variants:
@@ -96,7 +99,7 @@ def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out
             config.data.root = str(Path(config.data.root).expanduser().resolve())
             state = run_folder.run_state(run_dir)
             progress = run_folder.read_progress(run_dir) if state != "absent" else None
-            timing = previous.get((variant, seed), {})
+            timing = _read_timing(run_dir)
             if progress is not None and progress.finished(config.train.epochs):
                 log(f"ablation: {run_dir} is finished; not trained again")
             else:
@@ -105,6 +108,7 @@ def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out
                 wall, cpu = time.perf_counter(), time.process_time()
                 train(config, run_dir, resume)
                 timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+                (run_dir / TIMING_FILE).write_text(json.dumps(timing) + "\n", encoding="utf-8")
             entry["runs"].append({"seed": seed, "run_dir": str(run_dir), "metrics": final_metrics(run_dir, config), **timing})
             _summarise(entry, metric)
             write_reports(result, out_dir)
@@ -169,17 +173,13 @@ def _fmt(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def _read_previous(out_dir: Path) -> dict:
-    """Timings of runs recorded by an earlier invocation, by (variant, seed)."""
-    path = out_dir / "ablation.json"
-    if not path.is_file():
-        return {}
+def _read_timing(run_dir: Path) -> dict:
+    """Wall and CPU seconds of the invocation that trained ``run_dir`` (its :data:`TIMING_FILE`), if known."""
+    path = run_dir / TIMING_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
         return {}
-    return {(variant, run["seed"]): {k: run[k] for k in ("wall_s", "cpu_s") if k in run}
-            for variant, entry in data.get("variants", {}).items() for run in entry.get("runs", [])}
 
 
 def _train_here(base: Config) -> Callable:
