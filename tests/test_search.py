@@ -16,7 +16,7 @@ from dcal.config import Config
 from dcal.data.image_dataset import load_image
 from dcal.engine.checkpoint import save_checkpoint
 from dcal.engine.model_setup import build_model
-from dcal.evaluation.nearest import nearest, nearest_dense
+from dcal.evaluation.nearest import nearest, nearest_dense, unit_rows
 from dcal.export import gallery as gallery_module
 from dcal.export.gallery import cache_path, file_sha256, open_gallery
 from dcal.engine.trained_model import load_trained
@@ -294,7 +294,12 @@ def test_chunked_topk_equals_the_dense_reference():
         chunks = (gallery[i:i + chunk_rows] for i in range(0, len(gallery), chunk_rows))
         distances, indices = nearest(query, chunks, k, query_rows=3)
         dense_d, dense_i = nearest_dense(query, gallery, k)
-        np.testing.assert_array_equal(indices, dense_i)
+        # The same ranking, except that two distances equal to float32 rounding (a chunk's matrix product
+        # rounds differently from the full one's) may come in either order.
+        swapped = indices != dense_i
+        exact = np.sqrt(np.maximum(0, 2 - 2 * unit_rows(query).double().numpy() @ unit_rows(gallery).double().numpy().T))
+        assert np.all(np.abs(np.take_along_axis(exact, indices, 1) - np.take_along_axis(exact, dense_i, 1))[swapped] < 1e-6)
+        assert swapped.sum() <= 0.001 * swapped.size
         np.testing.assert_allclose(distances, dense_d, atol=1e-6)
         assert indices.shape == (7, min(k, 1000))
     assert list(indices[-1, :2]) == [10, 500]
