@@ -110,6 +110,7 @@ class TrainConfig:
     eval_every: int = 4  # epochs between evaluations (the last epoch is always evaluated)
     checkpoint_every: int = 0  # also write checkpoints/last.pt every N optimiser steps; 0: per epoch only
     save_safetensors: bool = False  # also write the weights of last/best as .safetensors
+    pwca_distractor: str = "random"  # PWCA's I2: random (any other image of the micro-batch) or other (another label only)
     sync_bn: bool = False  # Re-ID BNNecks as SyncBatchNorm under DDP on CUDA (NCCL)
     log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard
 
@@ -119,6 +120,7 @@ class LossConfig:
     """The per-branch losses, combined with uncertainty weighting (Sec. 3.4)."""
 
     label_smoothing: float = 0.0
+    weight_lr: Optional[float] = None  # learning rate of the uncertainty weights w_b (own group, no decay); None: the network's
     triplet_margin: Optional[float] = None  # Re-ID batch-hard triplet loss; None: soft margin log(1 + exp(d_ap - d_an)), as TransReID
 
 

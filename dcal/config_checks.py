@@ -24,6 +24,7 @@ CHOICES = {
     "model.glca_readout": ("local", "cls"),
     "model.neck_feat": ("before", "after"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.pwca_distractor": ("random", "other"),
     "eval.metric": ("euclidean", "cosine"),
 }
 
@@ -55,6 +56,7 @@ VALUE_RULES = (
     ("model.pwca_blocks", lambda v: v >= 0, "0 (off) or more (or null: the paper's)"),
     ("model.drop_path_rate", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("loss.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("loss.weight_lr", lambda v: _finite(v) and v >= 0, "a finite number, 0 or more (or null: the network's)"),
     ("loss.triplet_margin", lambda v: _finite(v) and v >= 0, "0 or more (or null: soft margin)"),
     ("eval.batch_size", lambda v: v >= 1, "at least 1"),
 )

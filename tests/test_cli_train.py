@@ -41,6 +41,10 @@ def test_run_folder_contract(fgvc_run):
     for r in records:
         assert {"top1", "top1_sa", "top1_glca", "top5"} <= set(r) and r["num_images"] == 24
         assert all(0.0 <= r[k] <= 100.0 for k in ("top1", "top1_sa", "top1_glca", "top5"))
+        assert {"loss_weight_sa", "loss_weight_glca", "loss_weight_pwca"} <= set(r)  # w_b as trained so far
+    weights = read_checkpoint(run / "checkpoints" / "last.pt")["criterion"]
+    assert records[-1]["loss_weight_glca"] == pytest.approx(float(weights["weights.glca"]))
+    assert records[0]["loss_weight_sa"] != records[-1]["loss_weight_sa"]  # learnt, not fixed at 0
     assert records[-1]["top1"] >= 75.0  # four colours with a marked corner: easily learnt
     assert (run / "config.yaml").is_file() and any((run / "tensorboard").iterdir())
     for name in ("last", "best"):
@@ -105,14 +109,16 @@ def test_reid_train_and_eval(tmp_path, capsys):
                          "optim.lr=0.02", "optim.weight_decay=1e-4", "train.epochs=2", "train.eval_every=1"]
     assert main(["train", "--out", str(run), *args]) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2 and {"mAP", "mINP", "rank1"} <= set(records[-1])
+    assert len(records) == 2 and {"mAP", "mINP", "rank1", "mAP_sa", "mAP_glca", "rank1_sa", "rank1_glca"} <= set(records[-1])
+    assert {"loss_weight_sa", "loss_weight_glca", "loss_weight_pwca"} <= set(records[-1])
     assert records[-1]["num_images"] == 12 + 36
     state = read_checkpoint(run / "checkpoints" / "last.pt")
     assert state["task"] == "reid" and state["class_names"] is None and state["num_classes"] == 6
     capsys.readouterr()
     assert main(["eval", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert printed["mAP"] == pytest.approx(records[-1]["mAP"]) and printed["rank1"] == pytest.approx(records[-1]["rank1"])
+    for key in ("mAP", "rank1", "mAP_sa", "mAP_glca", "rank1_sa", "rank1_glca"):
+        assert printed[key] == pytest.approx(records[-1][key])
 
 
 def test_missing_dataset_names_the_layout_and_demo_data(tmp_path):

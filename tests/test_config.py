@@ -32,7 +32,7 @@ PAPER = {
         "size": {"persons": [256, 128], "vehicles": [256, 256]}, "optimizers": ("momentum",), "momentum": 0.9,
         "weight_decay": 1e-4, "lr": 0.008, "epochs": 120, "batch_size": 64, "identities_per_batch": 16,
         "images_per_identity": 4, "R": 0.3, "label_smoothing": 0.0, "triplet_margin": None,  # soft margin
-        "padding": 10, "erasing_prob": 0.5,
+        "padding": 10, "erasing_prob": 0.5, "warmup_epochs": 5, "warmup_lr": 0.01 * 0.008, "min_lr": 0.002 * 0.008,
     },
 }
 VEHICLE_DATASETS = {"veri776", "vehicleid"}
@@ -68,6 +68,8 @@ def test_reid_configs_have_the_papers_settings(path):
     assert config.model.glca_ratio == paper["R"]
     assert (config.loss.label_smoothing, config.loss.triplet_margin) == (paper["label_smoothing"], paper["triplet_margin"])
     assert (config.data.padding, config.data.erasing_prob) == (paper["padding"], paper["erasing_prob"])
+    t = config.train
+    assert (t.warmup_epochs, t.warmup_lr, t.min_lr) == pytest.approx((paper["warmup_epochs"], paper["warmup_lr"], paper["min_lr"]))
 
 
 def test_msmt17_trains_on_train_and_val():

@@ -87,6 +87,17 @@ def test_reid_transforms_follow_the_paper():
     assert build_transforms("reid", False, (256, 256))(Image.new("RGB", (300, 200))).shape == (3, 256, 256)
 
 
+def test_reid_random_erasing_fills_with_normal_noise():
+    """TransReID's timm RandomErasing(mode='pixel'): the erased box holds per-pixel N(0, 1) noise, not a constant."""
+    erase = build_transforms("reid", True, (256, 128), erasing_prob=1.0).transforms[-1]
+    torch.manual_seed(0)
+    out = erase(torch.full((3, 256, 128), 7.0))
+    box = out != 7.0
+    assert 0.02 * 256 * 128 * 3 <= box.sum() <= 256 * 128 * 3 / 3 + 1
+    noise = out[box]
+    assert abs(noise.mean().item()) < 0.1 and abs(noise.std().item() - 1.0) < 0.1
+
+
 def test_transform_errors():
     with pytest.raises(ConfigError, match="task 'detection' is not one of fgvc, reid"):
         build_transforms("detection", True, 224)

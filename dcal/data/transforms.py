@@ -4,7 +4,9 @@
   horizontal flip; test: resize ``resize_size``, centre crop ``img_size``.
 - Re-ID train (as TransReID): resize to ``img_size`` (256×128 persons, 256×256 vehicles),
   horizontal flip, pad ``padding`` (10) + random crop back to ``img_size``, then random erasing
-  (filled with 0 after normalisation, i.e. the mean colour);
+  filled with per-pixel normal noise after normalisation (TransReID's timm
+  ``RandomErasing(mode='pixel')``: the same area and aspect ranges, drawn from torch's generator so
+  that augmentation stays seeded per image);
   test: resize to ``img_size``.
 - Both: ToTensor and normalisation with the backbone's mean/std, resizing with its interpolation
   (:mod:`dcal.data.input_config`; ImageNet's statistics and bilinear when none are given).
@@ -56,7 +58,7 @@ def build_transforms(task: str, train: bool, img_size, resize_size=None, flip_pr
     if task == "reid":
         if train:
             return T.Compose([T.Resize(size, mode), T.RandomHorizontalFlip(flip_prob), T.Pad(padding), T.RandomCrop(size),
-                              *finish, T.RandomErasing(p=erasing_prob, value=0)])
+                              *finish, T.RandomErasing(p=erasing_prob, value="random")])
         return T.Compose([T.Resize(size, mode), *finish])
     raise ConfigError(f"task '{task}' is not one of fgvc, reid")
 

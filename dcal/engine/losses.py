@@ -2,7 +2,10 @@
 
 ``L = ½ · Σ_b (exp(−w_b)·L_b + w_b)`` over the branches b ∈ {SA, GLCA, PWCA} (Kendall et al. 2018,
 in the form FairMOT uses), with ``w_b`` learnable scalars that start at 0 and get no weight
-decay.  ``L_b`` is cross-entropy for FGVC ("standard cross-entropy"), and for Re-ID
+decay (the optimiser gives them a parameter group of their own, :mod:`dcal.engine.optimizer`).
+A run that trains one branch — the baseline — uses that branch's plain loss ``L_sa`` with weight 1,
+as TransReID and DeiT train it (the paper's baseline rows are those runs): its ``w_sa`` is kept in
+the state dict but frozen and unused.  ``L_b`` is cross-entropy for FGVC ("standard cross-entropy"), and for Re-ID
 cross-entropy on the BNNeck logits plus a batch-hard triplet loss on the feature before the
 BNNeck — by default as TransReID's ViT configs, whose settings the paper's Re-ID experiments
 follow: no label smoothing and the soft-margin triplet loss; label smoothing and a hard margin
@@ -55,6 +58,7 @@ class DCALLoss(nn.Module):
     :meth:`dcal.model.dcal_model.DCAL.forward_branches` and the class/identity labels (B,) and
     returns ``(total, per_branch)``, ``per_branch`` mapping each branch to its unweighted ``L_b``.
     Every branch in ``branches`` must be present in ``outputs``; PWCA's loss uses I1's labels.
+    With a single branch, ``total`` is that branch's ``L_b`` unweighted (:attr:`weighted` is False).
 
     Args:
         task: ``"fgvc"`` (cross-entropy) or ``"reid"`` (cross-entropy + triplet).
@@ -80,7 +84,9 @@ class DCALLoss(nn.Module):
         self.branches = tuple(branches)
         self.label_smoothing = label_smoothing
         self.triplet_margin = triplet_margin
-        self.weights = nn.ParameterDict({b: nn.Parameter(torch.zeros(())) for b in self.branches})
+        self.weighted = len(self.branches) > 1
+        self.weights = nn.ParameterDict({b: nn.Parameter(torch.zeros(()), requires_grad=self.weighted)
+                                         for b in self.branches})
 
     @classmethod
     def for_model(cls, model: nn.Module, **kwargs) -> "DCALLoss":
@@ -109,4 +115,10 @@ class DCALLoss(nn.Module):
                 f"(got {sorted(k for k in outputs if k in BRANCHES)}); pass pair_index for PWCA"
             )
         per_branch = {b: self.branch_loss(outputs[b], targets) for b in self.branches}
+        if not self.weighted:
+            return per_branch[self.branches[0]], per_branch
         return uncertainty_weighted(per_branch, self.weights), per_branch
+
+    def weight_values(self) -> dict[str, float]:
+        """``{"loss_weight_<branch>": w_b}`` of a multi-branch loss (empty for a single branch)."""
+        return {f"loss_weight_{b}": w.detach().item() for b, w in self.weights.items()} if self.weighted else {}

@@ -3,8 +3,10 @@
 :func:`train` builds the data, the model, the DCAL loss, the optimiser and the schedule from a
 :class:`~dcal.config.Config`, then runs epochs of optimiser steps.  Each step runs
 ``train.accum_steps`` micro-batches through ``model.forward_branches`` (SA, GLCA and, with
-distractors of another class or identity from the micro-batch, PWCA; Sec. 3), weighs the branch losses by
-uncertainty (Sec. 3.4), and updates the weights (AMP, gradient clipping, optional EMA).  After
+distractors drawn from the micro-batch by ``train.pwca_distractor``, PWCA; Sec. 3), weighs the branch
+losses by uncertainty (Sec. 3.4; a single branch is its plain loss), and updates the weights (AMP,
+gradient clipping, optional EMA).  Each evaluation record of a multi-branch run also carries the
+loss weights ``loss_weight_<branch>`` (``w_b``).  After
 every epoch it writes ``checkpoints/last.pt``; every ``train.eval_every`` epochs it then evaluates,
 appends to ``metrics.jsonl`` and writes ``last.pt`` again (and ``best.pt`` when the main metric
 improves), so a failing evaluation loses no training.  With ``train.checkpoint_every`` it also
@@ -57,16 +59,11 @@ from dcal.model.pairing import distractor_index
 
 
 class TrainStep(nn.Module):
-    """Model and criterion as one module, so DDP averages the loss weights' gradients too, and
-    timm's optimiser factory sees every parameter: it exempts the 0-d loss weights and the 1-d norms
-    and biases from weight decay, and the names :meth:`no_weight_decay` lists."""
+    """Model and criterion as one module, so DDP averages the loss weights' gradients too."""
 
     def __init__(self, model: nn.Module, criterion: nn.Module):
         super().__init__()
         self.model, self.criterion = model, criterion
-
-    def no_weight_decay(self) -> set[str]:
-        return {f"model.{name}" for name in self.model.no_weight_decay()}
 
     def forward(self, images, targets, pair_index):
         outputs = self.model.forward_branches(images, pair_index=pair_index)
@@ -123,14 +120,15 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
     eval_sets = evaluation_sets(config, splits, context)  # test, validation, eval.datasets
     steps_per_epoch = data.batches_per_epoch(0) // t.accum_steps
 
-    # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens, loss weights).
+    # Model, loss with learnable weights, optimiser (no weight decay on norms, biases, tokens; the loss
+    # weights in a group of their own).
     # A resumed run takes every weight from its checkpoint: no pretrained backbone, no model.init_from.
     model = sync_batchnorm(build_model(config, splits.num_classes, pretrained=False if state is not None else None),
                            config, context).to(device)
     criterion = DCALLoss.for_model(model, label_smoothing=config.loss.label_smoothing,
                                    triplet_margin=config.loss.triplet_margin).to(device)
     step_module = TrainStep(model, criterion)
-    optimizer = build_optimizer(step_module, config)
+    optimizer = build_optimizer(model, criterion, config)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
@@ -202,6 +200,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
             with stop.abortable(not context.distributed):  # a signal now loses nothing: stop at once
                 last_metrics = evaluate_epoch(ema.module if ema is not None else model, eval_sets, config, context,
                                               epoch, global_step, resume_hint)
+            last_metrics.update(criterion.weight_values())  # w_b of a multi-branch run, as trained so far
             log.record(global_step, last_metrics)
             improved = best is None or last_metrics[selection_metric(config)] > best[selection_metric(config)]
             if improved:
@@ -233,7 +232,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
                 pair_index = None
                 if model.pwca_blocks > 0:
                     generator = torch.Generator().manual_seed(mix_seed(t.seed, context.rank, global_step, micro))
-                    pair_index = distractor_index(batch["target"], generator=generator).to(device, non_blocking=True)
+                    pair_index = distractor_index(batch["target"], generator, t.pwca_distractor).to(device, non_blocking=True)
                 sync = micro == t.accum_steps - 1 or not context.distributed
                 with ddp.no_sync() if not sync else nullcontext():
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=t.amp):

@@ -1,5 +1,12 @@
-"""Distractor pairs for PWCA (paper §3.3): a random permutation of the batch without fixed points, or
-a random image of another class or identity for each image (what training uses)."""
+"""Distractor pairs for PWCA (paper §3.3): for each image of a batch, the image I2 whose keys and
+values its second stream attends to.
+
+The paper's ablation of PWCA's pairs finds that image pairs drawn "from the same dataset (i.e., natural
+distribution of the dataset)" work better than intra-class pairs only, inter-class pairs only, or an
+equal mix of the two.  Training therefore draws each image's distractor uniformly among the other
+images of its (micro-)batch (``rule="random"``); ``rule="other"`` keeps to images of another class
+or identity, the inter-class-only variant, for comparison.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,16 @@ import torch
 
 from dcal.errors import ConfigError
 
+#: The distractor rules of :func:`distractor_index`.
+RULES = ("random", "other")
+
+
+def _require_pair(n: int) -> None:
+    if n < 2:
+        raise ConfigError(
+            f"PWCA needs at least 2 images per batch to pair each with another one; got a batch of {n}"
+        )
+
 
 def derangement(n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """A uniformly random permutation of ``range(n)`` with no fixed point, as a LongTensor (n,).
@@ -17,10 +34,7 @@ def derangement(n: int, generator: Optional[torch.Generator] = None) -> torch.Te
     derangement with probability ≈ 1/e, so about e draws are needed).  ``n < 2`` raises a
     :class:`~dcal.errors.ConfigError`: a pair needs two images in the batch.
     """
-    if n < 2:
-        raise ConfigError(
-            f"PWCA needs at least 2 images per batch to pair each with another one; got a batch of {n}"
-        )
+    _require_pair(n)
     identity = torch.arange(n)
     while True:
         perm = torch.randperm(n, generator=generator)
@@ -28,25 +42,30 @@ def derangement(n: int, generator: Optional[torch.Generator] = None) -> torch.Te
             return perm
 
 
-def distractor_index(targets: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """For each image, a random other image of the batch, of another class or identity where there is one.
+def distractor_index(targets: torch.Tensor, generator: Optional[torch.Generator] = None, rule: str = "random") -> torch.Tensor:
+    """For each image of a batch, the index of its PWCA distractor (LongTensor (B,)).
 
-    ``targets`` (B,) are the batch's labels; entry i of the result (LongTensor (B,)) names image i's
-    PWCA distractor, drawn uniformly among the images whose label differs from image i's, or among
-    all other images when every image of the batch shares image i's label.  A distractor then never
-    shares the image's identity while the (micro-)batch holds two identities, whatever the number
-    of processes a P×K batch is split over (an in-batch :func:`derangement` pairs 3 of 15 images
-    with their own identity on a 4×4 micro-batch, against 3 of 63 on a 16×4 batch).  Unlike a
-    derangement, an image may serve as the distractor of several images or of none.  ``B < 2``
-    raises a :class:`~dcal.errors.ConfigError`.
+    ``targets`` (B,) are the batch's class or identity labels.  Each image draws independently, so an
+    image may be the distractor of several images or of none.
+
+    - ``rule="random"`` (the paper's natural distribution): uniformly among the batch's other images,
+      whatever their labels.  On a P×K batch of identities a distractor then shares the image's
+      identity with probability (K−1)/(PK−1): 3/63 for 16×4, and 3/15 when DDP splits that batch
+      into 4×4 micro-batches per process, since each process pairs within its own micro-batch.
+    - ``rule="other"``: uniformly among the images of another label, or among all other images when
+      every image of the batch shares image i's label (never the same identity while a micro-batch
+      holds two).
+
+    ``B < 2`` raises a :class:`~dcal.errors.ConfigError`, and so does an unknown ``rule``.
     """
+    if rule not in RULES:
+        raise ConfigError(f"PWCA distractor rule must be one of {', '.join(RULES)}; got {rule!r}")
     n = len(targets)
-    if n < 2:
-        raise ConfigError(
-            f"PWCA needs at least 2 images per batch to pair each with another one; got a batch of {n}"
-        )
-    targets = torch.as_tensor(targets).cpu()
-    other = targets[:, None] != targets[None, :]
-    allowed = torch.where(other.any(dim=1, keepdim=True), other, ~torch.eye(n, dtype=torch.bool))
+    _require_pair(n)
+    allowed = ~torch.eye(n, dtype=torch.bool)
+    if rule == "other":
+        targets = torch.as_tensor(targets).cpu()
+        other = targets[:, None] != targets[None, :]
+        allowed = torch.where(other.any(dim=1, keepdim=True), other, allowed)
     scores = torch.rand((n, n), generator=generator).masked_fill_(~allowed, -1.0)
     return scores.argmax(dim=1)
