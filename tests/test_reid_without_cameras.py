@@ -44,8 +44,12 @@ class Features(torch.utils.data.Dataset):
 
 
 class Identity(torch.nn.Module):
-    def forward(self, x):
-        return x
+    """A model whose SA feature is its input (the features below are L2-normalised already)."""
+
+    neck_feat = "before"
+
+    def forward_branches(self, x):
+        return {"sa": {"feat": x}}
 
 
 def problem(seed=0, ids=6, per_id=4, dim=5):
@@ -53,6 +57,7 @@ def problem(seed=0, ids=6, per_id=4, dim=5):
     centres = rng.normal(size=(ids, dim))
     pids = np.repeat(np.arange(1, ids + 1), per_id)
     features = centres[pids - 1] + rng.normal(scale=0.9, size=(len(pids), dim))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)  # as the model's inference features are
     return features.astype(np.float32), pids, np.array([f"/data/img_{i:03d}.jpg" for i in range(len(pids))])
 
 

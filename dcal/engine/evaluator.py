@@ -8,11 +8,13 @@
   ``pointing_game_chance`` (percent) and ``pointing_game_images``, from the same forward pass.
 - Re-ID (Sec. 4.2): features are the model's inference output (L2-normalised concatenation of the
   SA and GLCA features); mAP, mINP and CMC from :func:`dcal.evaluation.reid_metrics`, computed on
-  the model's device.  Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.
+  the model's device.  Keys: ``mAP``, ``mINP``, ``rank1``, ``rank5``, ``rank10``, in percent.  The
+  same for each branch's feature alone (L2-normalised; the paper's supplementary compares SA and
+  GLCA inference), under ``<key>_sa`` and ``<key>_glca`` (``None`` without GLCA).
 
 ``eval.flip`` adds each image's horizontal mirror (the paper tests on the single image, so it is
 off by default): FGVC averages the two views' softmax scores per branch; Re-ID adds the two views'
-features before the L2 normalisation.
+features (per branch) before the L2 normalisation.
 
 Re-ID metrics also carry ``gallery_exclusion``: ``"same_camera"`` (gallery items of the query's
 identity and camera are left out) or, for data without camera ids, ``"query_image"`` (only the query
@@ -99,14 +101,36 @@ def _evaluate_fgvc(model, dataset, config: Config, context: DistributedContext) 
     return metrics
 
 
+#: The Re-ID features scored, by metric-key suffix: the inference concatenation and each branch alone.
+REID_FEATURES = ("", "_sa", "_glca")
+REID_METRICS = ("mAP", "mINP", "rank1", "rank5", "rank10")
+
+
 def _evaluate_reid(model, query, gallery, config: Config, context: DistributedContext) -> dict:
     features = {name: _reid_features(model, dataset, config, context) for name, dataset in (("query", query), ("gallery", gallery))}
     metrics = None
     if context.is_main:
-        metrics = reid_scores(features["query"], features["gallery"], query.records, gallery.records, config,
-                              device=context.device)
+        metrics = _per_feature(lambda suffix: reid_scores(features["query"][suffix], features["gallery"][suffix],
+                                                          query.records, gallery.records, config, device=context.device),
+                               features["query"])
         metrics["num_images"] = len(query) + len(gallery)
     return broadcast_object(metrics, context)
+
+
+def _per_feature(score, features: dict) -> dict:
+    """``score(suffix)`` of the concatenated feature under the plain keys, and of each branch's feature
+    under ``<key>_sa`` / ``<key>_glca`` (``None`` for a branch the model lacks; a model without GLCA has
+    one feature, SA's, scored once)."""
+    metrics = score("")
+    for suffix in REID_FEATURES[1:]:
+        if suffix not in features:
+            branch = {}
+        elif suffix == "_sa" and "_glca" not in features:
+            branch = metrics  # the inference feature is SA's alone
+        else:
+            branch = score(suffix)
+        metrics.update({f"{key}{suffix}": branch.get(key) for key in REID_METRICS})
+    return metrics
 
 
 def _branch_scores(out: dict):
@@ -115,14 +139,16 @@ def _branch_scores(out: dict):
     return out["sa"]["logits"].float().softmax(1), glca
 
 
-def reid_inference(model, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
-    """The model's L2-normalised Re-ID features of ``images``; with ``flip``, of the sum of the
-    (un-normalised) features of each image and its horizontal mirror."""
-    if not flip:
-        return model(images).float()
-    views = [reid_features(model.forward_branches(x), model.neck_feat, normalize=False).float()
-             for x in (images, images.flip(3))]
-    return torch.nn.functional.normalize(views[0] + views[1], dim=1)
+def reid_branch_features(model, images: torch.Tensor, flip: bool = False) -> dict:
+    """L2-normalised Re-ID features of ``images`` by :data:`REID_FEATURES` suffix: ``""`` the model's
+    inference feature (the concatenation of SA and GLCA, as ``model(images)``), ``"_sa"`` and
+    ``"_glca"`` each branch's alone (only the branches the model has).  With ``flip``, each is the
+    sum of the (un-normalised) features of the image and its horizontal mirror, normalised."""
+    views = [model.forward_branches(x) for x in ((images, images.flip(3)) if flip else (images,))]
+    raw = {f"_{b}": sum(reid_features({b: view[b]}, model.neck_feat, normalize=False).float() for view in views)
+           for b in ("sa", "glca") if b in views[0]}
+    features = {"": torch.cat(list(raw.values()), dim=1), **raw}
+    return {suffix: torch.nn.functional.normalize(f, dim=1) for suffix, f in features.items()}
 
 
 def reid_scores(qf, gf, query_records, gallery_records, config: Config, device=None) -> dict:
@@ -148,14 +174,15 @@ def reid_scores(qf, gf, query_records, gallery_records, config: Config, device=N
     }
 
 
-def _reid_features(model, dataset, config: Config, context: DistributedContext) -> torch.Tensor:
-    """The inference features of every image of ``dataset``, in order, on every process."""
-    indices, feats = [], []
+def _reid_features(model, dataset, config: Config, context: DistributedContext) -> dict:
+    """:func:`reid_branch_features` of every image of ``dataset``, in order, on every process."""
+    indices, feats = [], {}
     for batch in eval_loader(dataset, config, context.rank, context.world_size, pin_memory=context.device.type == "cuda"):
-        feats.append(reid_inference(model, batch["image"].to(context.device, non_blocking=True), config.eval.flip).cpu())
+        for suffix, f in reid_branch_features(model, batch["image"].to(context.device, non_blocking=True), config.eval.flip).items():
+            feats.setdefault(suffix, []).append(f.cpu())
         indices.append(batch["index"])
-    _, (features,) = _gather(indices, [feats], len(dataset), context)
-    return features
+    _, columns = _gather(indices, list(feats.values()), len(dataset), context)
+    return dict(zip(feats, columns))
 
 
 def _evaluate_reid_draws(model, test, config: Config, context: DistributedContext) -> dict:
@@ -163,7 +190,8 @@ def _evaluate_reid_draws(model, test, config: Config, context: DistributedContex
     features = _reid_features(model, test, config, context)
     metrics = None
     if context.is_main:
-        metrics = gallery_draw_scores(features, test.records, config, device=context.device)
+        metrics = _per_feature(lambda suffix: gallery_draw_scores(features[suffix], test.records, config,
+                                                                  device=context.device), features)
         metrics["num_images"] = len(test)
     return broadcast_object(metrics, context)
 

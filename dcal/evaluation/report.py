@@ -7,7 +7,8 @@ from dcal.evaluation.camera_filter import NO_CAMERA_NOTE, QUERY_IMAGE
 
 
 def format_metrics(task: str, metrics: dict) -> str:
-    """One line of the metrics a person reads: top-1 per branch (FGVC) or mAP and Rank-1 (Re-ID)."""
+    """One line of the metrics a person reads: top-1 per branch (FGVC) or mAP and Rank-1, also per
+    branch with GLCA (Re-ID)."""
     def pct(value):
         return "n/a" if value is None else f"{value:.2f}%"
 
@@ -22,7 +23,11 @@ def format_metrics(task: str, metrics: dict) -> str:
         return pct(metrics[key]) + (f" ± {metrics[key + '_std']:.2f}" if key + "_std" in metrics else "")
 
     line = (f"{head}mAP {reid('mAP')}  Rank-1 {reid('rank1')}  Rank-5 {reid('rank5')}  "
-            f"mINP {reid('mINP')}  ({metrics['num_images']} images")
+            f"mINP {reid('mINP')}  ")
+    if metrics.get("mAP_glca") is not None:  # each branch's feature alone
+        line += (f"(SA mAP {pct(metrics['mAP_sa'])} Rank-1 {pct(metrics['rank1_sa'])}, "
+                 f"GLCA mAP {pct(metrics['mAP_glca'])} Rank-1 {pct(metrics['rank1_glca'])})  ")
+    line += f"({metrics['num_images']} images"
     line += f", {metrics['gallery_draws']} gallery draws)" if "gallery_draws" in metrics else ")"
     if metrics.get("gallery_exclusion") == QUERY_IMAGE:
         line += f"  [{NO_CAMERA_NOTE}]"
