@@ -90,11 +90,16 @@ def run(args) -> int:
         if table:
             print(f"\n{ablation.out_dir}:")
         print(markdown_table(result), end="", flush=True)
+    failed = [name for result in results for name, job in result.get("pending", {}).items() if job["state"] == "failed"]
     if table:
         tables = paper_table.paper_table([(backbone_key(backbone or ablation.runs[0].config.model.backbone), ablation,
                                            result) for (backbone, *_), ablation, result in zip(plans, ablations, results)])
         paper_table.write_table(tables, out_root)
         print("\n" + paper_table.markdown(tables), end="", flush=True)
+    if failed:
+        print(f"dcal ablate: the job of {', '.join(failed)} failed (its last error line is in ablation.md); "
+              "run the command again to resubmit", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -1,6 +1,6 @@
 """An ablation's runs as jobs (``dcal ablate --launcher local|slurm`` or ``--jobs N``).
 
-:func:`launch_ablation` submits every run of its :class:`~dcal.engine.ablation.Ablation`\ s that is
+:func:`launch_ablation` submits every run of its ablations (:class:`~dcal.engine.ablation.Ablation`) that is
 neither finished nor waiting for a job already (queued or running), at most ``jobs`` of them
 waiting at once, and records each job in its run folder (``job.json``,
 :mod:`dcal.engine.cluster_job`).  It then collects what finished into ``ablation.json`` and
