@@ -1,4 +1,4 @@
-"""The GPU check: what dcal does on one CUDA GPU, measured in one run of at most 8 minutes; prints JSON.
+"""The GPU check: what dcal does on one CUDA GPU, measured in one run of at most 13 minutes; prints JSON.
 
 Run from the checkout, nothing to install::
 
@@ -12,6 +12,10 @@ reports its error and what it measured so far, and the others still run):
   timm (cross-entropy), one AdamW step with fp16 autocast and a GradScaler: median step time and
   peak allocated GPU memory, for ViT-B/16 at 448² batch 16 (FGVC) and at 256×128 batch 64
   (Re-ID), with and without gradient checkpointing (``set_grad_checkpointing``).
+* ``compiled_step``: the trainer's DCAL step (model and loss, as ``train.compile=true`` wraps
+  them) eager against ``torch.compile`` at the same sizes: the first compiled step (compilation
+  included), the median step times and ``eager_over_compiled`` (``--smoke``: dynamo's ``eager``
+  backend, which traces without compiling kernels).
 * ``inference``: the same models in eval mode under ``no_grad`` and fp16 autocast.
 * ``dcal_train``: ``dcal train`` under ``torchrun --nproc_per_node=1`` on a synthetic image folder
   at 448² (ViT-B/16, AMP, pinned loader workers), 30 optimiser steps: the checkpoint written, its
@@ -53,6 +57,7 @@ import timm  # noqa: E402
 
 import dcal  # noqa: E402
 from dcal.engine.losses import DCALLoss  # noqa: E402
+from dcal.engine.trainer import TrainStep  # noqa: E402
 from dcal.model.pairing import distractor_index  # noqa: E402
 
 FULL = {
@@ -63,7 +68,8 @@ FULL = {
     "train": {"img_size": 448, "resize": 512, "images_per_class": 40, "classes": 4, "batch": 16, "epochs": 3,
               "workers": 4},
     "reid_sizes": {"metrics": "msmt17", "rerank": "msmt17", "rerank_cpu": "market"},
-    "budgets": {"train_step": 120, "inference": 40, "dcal_train": 120, "reid_eval": 170},
+    "compile_backend": "inductor",
+    "budgets": {"train_step": 120, "inference": 40, "dcal_train": 120, "reid_eval": 170, "compiled_step": 300},
 }
 SMOKE = {
     "backbone": "vit_tiny_patch16_224",
@@ -74,7 +80,8 @@ SMOKE = {
     "train": {"img_size": 32, "resize": 36, "images_per_class": 6, "classes": 4, "batch": 8, "epochs": 1,
               "workers": 1},
     "reid_sizes": {"metrics": (60, 300, 20, 3, 10), "rerank": (40, 160, 16, 3, 0), "rerank_cpu": (40, 160, 16, 3, 0)},
-    "budgets": {"train_step": 60, "inference": 30, "dcal_train": 120, "reid_eval": 60},
+    "compile_backend": "eager",  # dynamo's tracing without inductor's C++ compilation: seconds, not minutes
+    "budgets": {"train_step": 60, "inference": 30, "dcal_train": 120, "reid_eval": 60, "compiled_step": 60},
 }
 
 
@@ -190,6 +197,42 @@ def train_step_part(cfg, device, out: dict) -> None:
         a, b = out.get(f"{task}_dcal_checkpointing", {}), out.get(f"{task}_timm", {})
         if "peak_mib" in a and a["peak_mib"] and b.get("peak_mib"):
             out[f"{task}_dcal_checkpointing_memory_over_timm"] = round(a["peak_mib"] / b["peak_mib"], 3)
+
+
+def compiled_step_part(cfg, device, out: dict) -> None:
+    """The trainer's step (:class:`dcal.engine.trainer.TrainStep`, DCAL) eager against ``torch.compile``
+    (``train.compile=true``): the first compiled step (compilation), median step times, their ratio."""
+    amp = device.type == "cuda"
+    backend = cfg["compile_backend"]
+    for task in ("fgvc", "reid"):
+        x, y = batch_of(task, cfg, device)
+        pairs = distractor_index(y.cpu(), torch.Generator().manual_seed(0)).to(device)
+        for compiled in (False, True):
+            model = build("dcal", task, cfg, device).train()
+            module = TrainStep(model, DCALLoss.for_model(model).to(device))
+            forward = torch.compile(module, backend=backend) if compiled else module
+            optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
+            scaler = torch.amp.GradScaler("cuda", enabled=amp)
+
+            def step():
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    loss, _ = forward(x, y, pairs)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+
+            key = f"{task}_dcal" + ("_compiled" if compiled else "")
+            sync(device)
+            started = time.perf_counter()
+            step()
+            sync(device)
+            first = round(time.perf_counter() - started, 2)
+            out[key] = {**measure(step, device, cfg["warmup"], cfg["steps"]), "first_step_seconds": first}
+            del model, module, forward, optimizer, scaler, step
+            gc.collect()
+        out[f"{task}_eager_over_compiled"] = round(out[f"{task}_dcal"]["seconds"] / out[f"{task}_dcal_compiled"]["seconds"], 3)
+    out["backend"] = backend
 
 
 def inference_part(cfg, device, out: dict) -> None:
@@ -338,7 +381,8 @@ def reid_eval_part(cfg, device, out: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="every part at tiny sizes on the CPU (CI)")
-    parser.add_argument("--parts", nargs="+", default=["train_step", "inference", "dcal_train", "reid_eval"],
+    parser.add_argument("--parts", nargs="+",
+                        default=["train_step", "inference", "dcal_train", "reid_eval", "compiled_step"],
                         help="the parts to run (default: all)")
     args = parser.parse_args()
     cfg = SMOKE if args.smoke else FULL
@@ -356,6 +400,7 @@ def main() -> None:
     }
     started = time.perf_counter()
     runners = {"train_step": train_step_part, "inference": inference_part, "reid_eval": reid_eval_part,
+               "compiled_step": compiled_step_part,
                "dcal_train": lambda c, d, o: dcal_train_part(c, d, o, c["budgets"]["dcal_train"])}
     for name in args.parts:
         part, budget = {}, cfg["budgets"][name]

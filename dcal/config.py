@@ -113,6 +113,7 @@ class TrainConfig:
     pwca_distractor: str = "random"  # PWCA's I2: random (any other image of the micro-batch) or other (another label only)
     sync_bn: bool = False  # Re-ID BNNecks as SyncBatchNorm under DDP on CUDA (NCCL)
     log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard
+    compile: bool = False  # torch.compile the training step (model and loss), as timm's --torchcompile; checkpoints stay plain
 
 
 @dataclass
@@ -136,6 +137,36 @@ class EvalConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """One run's Slurm job (``--launcher slurm``, through submitit): one task per GPU, DDP over them."""
+
+    partition: Optional[str] = None  # None: the cluster's default partition
+    nodes: int = 1
+    gpus_per_node: int = 1  # GPUs of the run on each node (one DDP process each); 0: one CPU task
+    cpus_per_gpu: int = 8  # CPUs per process (data-loader workers + the training process)
+    mem_gb: Optional[float] = None  # memory per node; None: the partition's default
+    time_min: int = 1440  # the job's time limit; a timed-out run is requeued and resumes from last.pt
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None  # e.g. a GPU type: a100
+    additional: dict = field(default_factory=dict)  # any other sbatch option, e.g. {exclude: node12}
+
+
+@dataclass
+class PaperConfig:
+    """The paper's figures for this dataset (Tables 1 and 2), shown beside measured ones.
+
+    ``results`` maps a timm backbone name (without the weights tag) to ``{baseline: {...}, dcal:
+    {...}}`` of the paper's metrics (``top1``; ``mAP`` and ``rank1``); they apply to runs of
+    ``dataset`` on real data (``data.synthetic: false``).
+    """
+
+    dataset: Optional[str] = None  # the data.dataset the figures are for
+    title: Optional[str] = None  # the paper's name of the dataset (a table column)
+    results: dict = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     """A complete run: every section with its defaults (the synthetic FGVC demo)."""
 
@@ -147,6 +178,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

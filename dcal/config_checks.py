@@ -30,6 +30,13 @@ CHOICES = {
 
 _finite = math.isfinite
 
+
+def _paper_results(results) -> bool:
+    """Whether ``paper.results`` maps backbones to the baseline's and DCAL's ``{metric: number}``."""
+    return all(isinstance(row, dict) and set(row) <= {"baseline", "dcal"} and all(
+        isinstance(figures, dict) and all(isinstance(v, (int, float)) for v in figures.values()) for figures in row.values())
+        for row in results.values())
+
 #: (key, test, what the value must be) for values that cannot work; None (a default) is not tested.
 VALUE_RULES = (
     ("data.batch_size", lambda v: v >= 1, "at least 1"),
@@ -59,6 +66,12 @@ VALUE_RULES = (
     ("loss.weight_lr", lambda v: _finite(v) and v >= 0, "a finite number, 0 or more (or null: the network's)"),
     ("loss.triplet_margin", lambda v: _finite(v) and v >= 0, "0 or more (or null: soft margin)"),
     ("eval.batch_size", lambda v: v >= 1, "at least 1"),
+    ("paper.results", _paper_results, "backbone: {baseline: {metric: number}, dcal: {metric: number}}"),
+    ("slurm.nodes", lambda v: v >= 1, "at least 1"),
+    ("slurm.gpus_per_node", lambda v: v >= 0, "0 (a CPU job) or more"),
+    ("slurm.cpus_per_gpu", lambda v: v >= 1, "at least 1"),
+    ("slurm.mem_gb", lambda v: _finite(v) and v > 0, "a positive number of GB (or null: the partition's default)"),
+    ("slurm.time_min", lambda v: v >= 1, "at least 1 minute"),
 )
 
 

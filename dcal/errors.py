@@ -39,7 +39,7 @@ class ExportError(DCALError):
 
 
 class TrainingInterrupted(DCALError):
-    """Training stopped on SIGINT or SIGTERM; :attr:`exit_code` is 128 + the signal number."""
+    """Training stopped on SIGINT, SIGTERM or SIGUSR2; :attr:`exit_code` is 128 + the signal number."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)

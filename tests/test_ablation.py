@@ -2,6 +2,7 @@
 continuing an interrupted ablation."""
 
 import json
+import shlex
 
 import pytest
 
@@ -33,7 +34,7 @@ def test_variants_are_the_papers_ablation_settings():
 
 
 def test_ablate_writes_the_contract_and_continues_where_it_stopped(tmp_path, capsys, monkeypatch):
-    out = tmp_path / "ablation"
+    out = tmp_path / "the ablation"  # a space: the continue hint quotes it
     args = ["ablate", "--seeds", "0", "1", "--variants", "baseline,dcal", "--out", str(out),
             f"data.root={tmp_path / 'data'}", *TINY]
     real_train = ablation._train_here
@@ -54,8 +55,11 @@ def test_ablate_writes_the_contract_and_continues_where_it_stopped(tmp_path, cap
 
     make, calls = interrupted_after(3)
     monkeypatch.setattr(ablation, "_train_here", make)
-    with pytest.raises(KeyboardInterrupt):
-        main(args)
+    assert main(args) == 130
+    hint = capsys.readouterr().err.strip().splitlines()[-1]  # the command that continues the whole ablation
+    assert hint.startswith("dcal ablate: interrupted by SIGINT;")
+    continued = shlex.split(hint.split("continue the ablation with: ")[1])  # pasted into a shell
+    assert continued[:2] == ["dcal", "ablate"] and sorted(continued[2:]) == sorted(args[1:])
     assert [name for name, _ in calls] == ["baseline-s0", "baseline-s1", "dcal-s0"]
     partial = json.loads((out / "ablation.json").read_text())
     assert len(partial["variants"]["dcal"]["runs"]) == 1
@@ -63,7 +67,7 @@ def test_ablate_writes_the_contract_and_continues_where_it_stopped(tmp_path, cap
     finished = {name: (out / name / "checkpoints" / "last.pt").stat().st_mtime_ns for name, _ in calls}
     make, calls = interrupted_after(99)
     monkeypatch.setattr(ablation, "_train_here", make)
-    assert main(args) == 0
+    assert main(continued[1:]) == 0
     assert calls == [("dcal-s1", False)]  # only the run that had not been trained
     for name, mtime in finished.items():
         assert (out / name / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
@@ -85,8 +89,7 @@ def test_ablate_writes_the_contract_and_continues_where_it_stopped(tmp_path, cap
     # their timings still come back, from their run folders.
     make, calls = interrupted_after(0)
     monkeypatch.setattr(ablation, "_train_here", make)
-    with pytest.raises(KeyboardInterrupt):
-        main([*args[:2], "0", "1", "2", *args[4:]])
+    assert main([*args[:2], "0", "1", "2", *args[4:]]) == 130
     assert list(json.loads((out / "ablation.json").read_text())["variants"]) == ["baseline"]
     assert main(args) == 0
     again = json.loads((out / "ablation.json").read_text())

@@ -18,11 +18,14 @@ def test_smoke_runs_every_part():
     report = json.loads(result.stdout)
     assert report["mode"] == "smoke" and report["failed_parts"] == []
     parts = report["parts"]
-    assert set(parts) == {"train_step", "inference", "dcal_train", "reid_eval"}
+    assert set(parts) == {"train_step", "inference", "dcal_train", "reid_eval", "compiled_step"}
     for task in ("fgvc", "reid"):
         for key in (f"{task}_timm", f"{task}_dcal", f"{task}_timm_checkpointing", f"{task}_dcal_checkpointing"):
             assert parts["train_step"][key]["seconds"] > 0, key
         assert parts["inference"][f"{task}_dcal"]["seconds"] > 0
+    for task in ("fgvc", "reid"):
+        compiled = parts["compiled_step"]
+        assert compiled[f"{task}_dcal_compiled"]["seconds"] > 0 and compiled[f"{task}_eager_over_compiled"] > 0
     train = parts["dcal_train"]
     assert train["ok"] and train["optimiser_steps"] == train["expected_steps"] > 0
     assert train["ddp_one_process"] == {"backend": "gloo", "all_reduce": 1.0, "grad_finite": True}

@@ -6,7 +6,9 @@ describe the same architecture — and on each test set of ``eval.datasets`` (ke
 ``<name>/``).  ``--dataset NAME --root DIR`` evaluates on that dataset alone, which must be of the
 checkpoint's task: cross-domain Re-ID (a Market-1501 model on DukeMTMC-reID), or an FGVC dataset
 with the same classes.  Prints top-1/top-5 per branch (FGVC) or mAP, mINP and CMC (Re-ID);
-``--json`` prints one JSON object with the keys of ``metrics.jsonl``.  Runs under torchrun too.
+``--json`` prints one JSON object with the keys of ``metrics.jsonl``.  Beside them: the paper's
+figures for the dataset, backbone and variant (``paper``: null, or "—" in text, without a match;
+:mod:`dcal.evaluation.paper_figures`).  Runs under torchrun too.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def run(args) -> int:
     from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
     from dcal.engine.data_setup import build_eval_data, eval_split_names, extra_eval_data, load_splits
     from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
+    from dcal.evaluation.paper_figures import format_reference, paper_reference
     from dcal.evaluation.report import format_metrics
     from dcal.errors import CheckpointError
 
@@ -61,10 +64,12 @@ def run(args) -> int:
             raise
         distributed.abort(context, error)
     if context.is_main:
+        reference = paper_reference(config)
         if args.json:
-            emit(metrics)
+            emit({**metrics, "paper": reference})
         else:
             print(format_metrics(config.task, metrics), flush=True)
+            print(format_reference(config.task, reference), flush=True)
         if not args.json:
             for name in extra_sets:
                 print(f"  {name}: " + format_metrics(config.task, unprefixed(metrics, name)), flush=True)

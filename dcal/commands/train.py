@@ -1,4 +1,4 @@
-"""``dcal train [--config FILE] [--out DIR] [--resume [--allow-changes] | --overwrite] [key=value ...]``
+"""``dcal train [--config FILE] [--out DIR] [--resume [--allow-changes] | --overwrite] [--launcher L [--wait]] [key=value ...]``
 
 With no arguments: the synthetic FGVC demo on the CPU (the set is written to ``data/demo-fgvc``
 first if it is missing).  The run folder (default ``runs/<name>``) receives ``config.yaml``,
@@ -16,7 +16,8 @@ first if it is missing).  The run folder (default ``runs/<name>``) receives ``co
 - Ctrl-C or SIGTERM: the step in progress is finished and checkpointed, and one line says how to
   resume; the exit status is 128 + the signal number (130, 143).
 
-Under ``torchrun --nproc_per_node=N`` the same command trains with DDP.
+Under ``torchrun --nproc_per_node=N`` the same command trains with DDP.  ``--launcher local|slurm``
+submits the run as a job instead (:mod:`dcal.engine.cluster_job`; ``--wait`` waits for it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="start again in a run folder that holds a run (the earlier run is moved to <name>.old-<time>)")
     parser.add_argument("--allow-changes", action="store_true",
                         help="with --resume: apply settings that change what the run computes (recorded in config_changes.yaml)")
+    parser.add_argument("--launcher", choices=("inline", "local", "slurm"), default="inline",
+                        help="inline: train in this process (default); local: as a job on this machine; slurm: as a "
+                             "Slurm job with the config's slurm settings (both through submitit: pip install 'dcal[cluster]')")
+    parser.add_argument("--wait", action="store_true", help="with --launcher local/slurm: wait for the job to end")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=1e-4")
 
 
@@ -84,6 +89,10 @@ def run(args) -> int:
         if differences and is_main:
             print("resuming with changed settings: "
                   + "; ".join(run_folder.format_change(k, *v) for k, v in differences.items()), flush=True)
+    if args.launcher != "inline":  # the job trains in the run folder (dcal.engine.cluster_job)
+        from dcal.engine.cluster_job import launch_run
+
+        return launch_run(args.launcher, config, run_dir, wait=args.wait)
     from dcal.engine import distributed
     from dcal.errors import TrainingInterrupted
     from dcal.engine.trainer import train

@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from dcal.config import Config, load_config
 from dcal.engine import distributed, run_folder, trainer
 from dcal.errors import ConfigError
+from dcal.evaluation.paper_figures import PAPER_METRICS, paper_reference
 
 PWCA_VARIANTS = ("pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
 GLCA_SETTINGS = {
@@ -74,44 +76,98 @@ def parse_variants(text: Optional[str]) -> list[str]:
     return names
 
 
+@dataclass
+class AblationRun:
+    """One (variant, seed) of an ablation: its run folder and resolved config."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+    config: Config
+
+    def finished(self) -> bool:
+        if run_folder.run_state(self.run_dir) == "absent":
+            return False
+        progress = run_folder.read_progress(self.run_dir)
+        return progress is not None and progress.finished(self.config.train.epochs)
+
+
+@dataclass
+class Ablation:
+    """Every run of one ablation (variants × seeds of one config) and where it writes."""
+
+    out_dir: Path
+    metric: str
+    variants: dict  # variant -> its overrides
+    runs: list
+
+    def __post_init__(self):
+        self.out_dir = Path(self.out_dir)
+
+
+def plan_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out_dir=None,
+                  overrides: Sequence[str] = ()) -> Ablation:
+    """The runs of an ablation of ``config_path`` (default folder ``runs/<name>-ablation``)."""
+    base = load_config(config_path, overrides)
+    if not seeds:
+        raise ConfigError("--seeds: give at least one seed")
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"{base.name}-ablation"
+    variant_args = {variant: variant_overrides(variant, base) for variant in variants}
+    runs = []
+    for variant, args in variant_args.items():
+        for seed in seeds:
+            config = load_config(config_path, [*overrides, *args, f"train.seed={seed}"])
+            config.data.root = str(Path(config.data.root).expanduser().resolve())
+            runs.append(AblationRun(variant, seed, out_dir / f"{variant}-s{seed}", config))
+    return Ablation(out_dir, "top1" if base.task == "fgvc" else "mAP", variant_args, runs)  # the test metric
+
+
 def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out_dir=None,
                  overrides: Sequence[str] = (), train: Optional[Callable] = None, log=print) -> dict:
-    """Train every (variant, seed) not yet finished and return the ``ablation.json`` content.
+    """Train every (variant, seed) not yet finished here, one after another, and return the
+    ``ablation.json`` content (written after every run).
 
     ``train(config, run_dir, resume)`` trains one run (default: :func:`dcal.engine.trainer.train`
     in this process on the config's device).
     """
-    base = load_config(config_path, overrides)
-    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / f"{base.name}-ablation"
-    if not seeds:
-        raise ConfigError("--seeds: give at least one seed")
+    ablation = plan_ablation(config_path, seeds, variants, out_dir, overrides)
     if train is None:
-        train = _train_here(base)
-    metric = "top1" if base.task == "fgvc" else "mAP"  # the test metric (never the validation one)
-    result = {"metric": metric, "variants": {}}
-    for variant in variants:
-        variant_args = variant_overrides(variant, base)
-        entry = {"overrides": variant_args, "runs": []}
-        result["variants"][variant] = entry
-        for seed in seeds:
-            run_dir = out_dir / f"{variant}-s{seed}"
-            config = load_config(config_path, [*overrides, *variant_args, f"train.seed={seed}"])
-            config.data.root = str(Path(config.data.root).expanduser().resolve())
-            state = run_folder.run_state(run_dir)
-            progress = run_folder.read_progress(run_dir) if state != "absent" else None
-            timing = _read_timing(run_dir)
-            if progress is not None and progress.finished(config.train.epochs):
-                log(f"ablation: {run_dir} is finished; not trained again")
-            else:
-                resume = state != "absent"
-                log(f"ablation: {'resuming' if resume else 'training'} {variant}, seed {seed} in {run_dir}")
-                wall, cpu = time.perf_counter(), time.process_time()
-                train(config, run_dir, resume)
-                timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
-                (run_dir / TIMING_FILE).write_text(json.dumps(timing) + "\n", encoding="utf-8")
-            entry["runs"].append({"seed": seed, "run_dir": str(run_dir), "metrics": final_metrics(run_dir, config), **timing})
-            _summarise(entry, metric)
-            write_reports(result, out_dir)
+        train = _train_here(ablation.runs[0].config)
+    for run in ablation.runs:
+        if run.finished():
+            log(f"ablation: {run.run_dir} is finished; not trained again")
+            collect(ablation, upto=run)
+            continue
+        resume = run_folder.run_state(run.run_dir) != "absent"
+        log(f"ablation: {'resuming' if resume else 'training'} {run.variant}, seed {run.seed} in {run.run_dir}")
+        wall, cpu = time.perf_counter(), time.process_time()
+        train(run.config, run.run_dir, resume)
+        timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
+        (run.run_dir / TIMING_FILE).write_text(json.dumps(timing) + "\n", encoding="utf-8")
+        collect(ablation, upto=run)
+    return collect(ablation)
+
+
+def collect(ablation: Ablation, pending: Optional[dict] = None, upto: Optional[AblationRun] = None) -> dict:
+    """Gather the finished runs into ``ablation.json`` and ``ablation.md`` and return the content.
+
+    ``pending``: ``{run folder name: {"state": "queued" | "failed", "job": ..., "error": ...}}`` of
+    the runs that have not finished, listed in both files.  ``upto``: only the runs up to this one
+    (an inline ablation writes its reports after every run).
+    """
+    result = {"metric": ablation.metric, "variants": {}}
+    for run in ablation.runs:
+        entry = result["variants"].setdefault(run.variant, {"overrides": ablation.variants[run.variant], "runs": [],
+                                                            "paper": paper_reference(run.config)})
+        if run.finished():
+            entry["runs"].append({"seed": run.seed, "run_dir": str(run.run_dir),
+                                  "metrics": final_metrics(run.run_dir, run.config), **_read_timing(run.run_dir)})
+        _summarise(entry, ablation.metric)
+        if run is upto:
+            break
+    if pending:
+        result["pending"] = pending
+    write_reports(result, ablation.out_dir)
     return result
 
 
@@ -135,24 +191,47 @@ def write_reports(result: dict, out_dir) -> None:
 
 
 def markdown_table(result: dict) -> str:
-    """Per variant: mean ± std and every seed's value of the main metric, the per-branch top-1
-    (FGVC), Rank-1 (Re-ID) and the pointing game where the data has boxes."""
+    """Per variant: mean ± std and every seed's value of the main metric, the paper's figure where
+    the runs match one, the per-branch metrics (FGVC top-1; Re-ID mAP and Rank-1 when the runs
+    report them) and the pointing game where the data has boxes; then the runs not finished."""
     metric = result["metric"]
     runs = [run for entry in result["variants"].values() for run in entry["runs"]]
-    columns = [("top1_sa", "SA top-1"), ("top1_glca", "GLCA top-1")] if metric == "top1" else [("rank1", "Rank-1")]
+    if metric == "top1":
+        columns = [("top1_sa", "SA top-1"), ("top1_glca", "GLCA top-1")]
+    else:
+        columns = [("rank1", "Rank-1"), ("mAP_sa", "SA mAP"), ("mAP_glca", "GLCA mAP"),
+                   ("rank1_sa", "SA Rank-1"), ("rank1_glca", "GLCA Rank-1")]
+        columns = [c for c in columns if c[0] == "rank1" or any(c[0] in run["metrics"] for run in runs)]
     if any(run["metrics"].get("pointing_game") is not None for run in runs):
         columns.append(("pointing_game", "pointing game"))
+    with_paper = any(entry.get("paper") for entry in result["variants"].values())
     name = "top-1 (%)" if metric == "top1" else "mAP (%)"
-    lines = [f"| variant | {name}, mean ± std | per seed | " + " | ".join(label for _, label in columns) + " |",
-             "|---" * (3 + len(columns)) + "|"]
+    lines = [f"| variant | {name}, mean ± std | per seed | " + ("paper | " if with_paper else "")
+             + " | ".join(label for _, label in columns) + " |",
+             "|---" * (3 + with_paper + len(columns)) + "|"]
     for variant, entry in result["variants"].items():
         values = [run["metrics"].get(metric) for run in entry["runs"]]
         per_seed = ", ".join(f"s{run['seed']}: {_fmt(v)}" for run, v in zip(entry["runs"], values))
         cells = [_mean_std([run["metrics"].get(key) for run in entry["runs"]]) for key, _ in columns]
-        lines.append(f"| {variant} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | {per_seed} | " + " | ".join(cells) + " |")
+        paper = [format_paper(entry.get("paper"), "top1" if metric == "top1" else "reid")] if with_paper else []
+        lines.append(f"| {variant} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | {per_seed} | "
+                     + " | ".join([*paper, *cells]) + " |")
     lines.append("")
-    lines.append("std: sample standard deviation over the seeds. Per-branch columns: mean ± std.")
+    lines.append("std: sample standard deviation over the seeds. Per-branch columns: mean ± std."
+                 + (" paper: the paper's figure for this dataset, backbone and variant (Re-ID: mAP / Rank-1)."
+                    if with_paper else ""))
+    for name, job in (result.get("pending") or {}).items():
+        lines.append(f"- {name}: {job['state']}" + (f" ({job['job']})" if job.get("job") else "")
+                     + (f": {job['error']}" if job.get("error") else ""))
     return "\n".join(lines) + "\n"
+
+
+def format_paper(figures: Optional[dict], kind: str) -> str:
+    """A paper figure for a table cell: ``84.6`` (FGVC top-1) or ``77.9 / 90.3`` (Re-ID mAP / Rank-1)."""
+    if not figures:
+        return "—"
+    keys = PAPER_METRICS["fgvc" if kind == "top1" else "reid"]
+    return " / ".join(f"{figures[k]:.1f}" for k in keys if k in figures) or "—"
 
 
 def _summarise(entry: dict, metric: str) -> None:

@@ -1,7 +1,9 @@
-"""Ctrl-C (SIGINT) and SIGTERM during training: finish the optimiser step, checkpoint it, stop.
+"""Ctrl-C (SIGINT), SIGTERM and SIGUSR2 during training: finish the optimiser step, checkpoint it, stop.
 
-Cluster schedulers send SIGTERM some time before they kill a pre-empted job.  While
-:class:`StopSignals` is active, either signal only sets :attr:`StopSignals.signum`; the training
+Cluster schedulers send SIGTERM some time before they kill a pre-empted job; SIGUSR2 is the
+signal Slurm sends before a job's time limit when asked to (``--signal=USR2@90``, what submitit
+asks for), and submitit's pre-emption signal: a job of ``--launcher slurm`` then requeues itself
+(:mod:`dcal.engine.cluster_job`).  While :class:`StopSignals` is active, each signal only sets :attr:`StopSignals.signum`; the training
 loop checks it after each optimiser step, writes ``last.pt`` of that step and raises
 :class:`TrainingInterrupted`, whose one-line message says how to resume.  Inside
 :meth:`StopSignals.abortable` (an evaluation, after which nothing unsaved would be lost) a signal
@@ -18,11 +20,11 @@ import torch
 
 from dcal.errors import TrainingInterrupted
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class StopSignals:
-    """Context manager turning SIGINT and SIGTERM into a stop request (main thread only)."""
+    """Context manager turning SIGINT, SIGTERM and SIGUSR2 into a stop request (main thread only)."""
 
     def __init__(self):
         #: signum -> the message of :class:`TrainingInterrupted` (set by the training loop)

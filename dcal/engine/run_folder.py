@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from dcal.config import Config, config_from_dict, flat_settings, load_config
+from dcal.config import Config, config_from_dict, flat_settings, load_config, valid_keys
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
 from dcal.errors import CheckpointError, RunFolderError
 
@@ -33,12 +33,14 @@ CHANGES_FILE = "config_changes.yaml"
 RUN_FILES = ("config.yaml", "metrics.jsonl", "checkpoints")
 #: Settings that do not change what a run computes: where and how fast it runs, how often it
 #: evaluates, checkpoints and logs, extra test sets that never choose best.pt, recomputation in the
-#: backward pass, and the initial weights (a resume takes every weight from its checkpoint).  A
+#: backward pass, compilation, the Slurm job's resources, the paper's figures, and the initial
+#: weights (a resume takes every weight from its checkpoint).  A
 #: resume may change them freely (they are still listed and recorded).
 NEUTRAL_KEYS = frozenset({
     "name", "data.num_workers", "train.device", "train.threads", "train.eval_every",
     "train.checkpoint_every", "train.save_safetensors", "train.log_every", "eval.batch_size",
-    "eval.datasets", "model.grad_checkpointing", "model.init_from",
+    "eval.datasets", "model.grad_checkpointing", "model.init_from", "train.compile",
+    *(key for key in valid_keys() if key.split(".")[0] in ("slurm", "paper")),
 })
 
 

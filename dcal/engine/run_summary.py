@@ -4,7 +4,8 @@
 the run has a validation set (``data.val_split`` or ``data.val_fraction``), else on the test
 metrics themselves — which picks the epoch that happens to score best on the test split, an
 optimistic figure.  The summary reports the last epoch's test metrics and the test metrics of the
-selected epoch, and says which selection was made.
+selected epoch, says which selection was made, and under ``paper`` gives the paper's figures for
+the run's dataset, backbone and variant (:mod:`dcal.evaluation.paper_figures`; null without a match).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from dcal.config import Config
+from dcal.evaluation.paper_figures import format_reference, paper_reference
 
 VAL_PREFIX = "val_"
 
@@ -52,12 +54,14 @@ def run_summary(config: Config, last: dict | None, best: dict | None) -> dict:
         note = (f"no validation set (data.val_split or data.val_fraction): best.pt is the epoch with the best "
                 f"test {metric}, so its test metrics are optimistic; report the last epoch's, or set a validation set")
     return {
+        "task": config.task,
         "selected_on": "validation" if validated else "test",
         "selection_metric": metric,
         "optimistic": not validated,
         "note": note,
         "last_epoch": epoch_entry(last),
         "best_epoch": epoch_entry(best),
+        "paper": paper_reference(config),
     }
 
 
@@ -75,5 +79,7 @@ def format_summary(summary: dict, format_metrics) -> str:
         entry = summary[key]
         if entry is not None:
             lines.append(f"{title}, epoch {entry['epoch']}, test: {format_metrics(entry['test'])}")
+    if summary.get("paper") is not None:
+        lines.append(format_reference(summary["task"], summary["paper"]))
     lines.append(summary["note"])
     return "\n".join(lines)

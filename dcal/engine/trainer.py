@@ -149,6 +149,8 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         pending_eval, saved_step = state.get("pending_eval", False), global_step
     ddp = DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None) \
         if context.distributed else step_module
+    if t.compile:  # after DDP, as timm does; the modules themselves, and so every checkpoint, stay plain
+        ddp = torch.compile(ddp)
     if state is not None and len(state["rng"]) == context.world_size:
         ckpt.set_rng_state(state["rng"][context.rank])
 
