@@ -151,12 +151,12 @@ def restore_training_state(state: dict, path, *, model, criterion, optimizer, sc
             "from its weights with model.init_from"
         ) from None
     if ema is not None:
-        ema.module.load_state_dict(state["model_ema"])
+        load_weights(ema.module, state["model_ema"], path)
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:
     """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` naming the keys that differ."""
-    load_fitting_state(model, state_dict, f"weights in {path} do not fit the model")
+    load_fitting_state(model, state_dict, f"weights in {path} do not fit the model", source=f"weights in {path}")
 
 
 def rng_state() -> dict:

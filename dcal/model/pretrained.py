@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from dcal.errors import CheckpointError
+from dcal.model.weight_dtypes import fit_dtypes, warn_conversions
 
 CLASSIFIER_PREFIXES = ("head.", "head_dist.")
 SHOWN_KEYS = 12
@@ -70,12 +71,14 @@ def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
         raise CheckpointError(f"{path}: cannot adapt the weights to this model ({error})") from error
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
 
-    load_fitting_state(vit, state, f"{path} does not fit the backbone")
+    load_fitting_state(vit, state, f"{path} does not fit the backbone", source=f"backbone weights {path}")
 
 
-def load_fitting_state(module: torch.nn.Module, state: dict, what: str) -> None:
+def load_fitting_state(module: torch.nn.Module, state: dict, what: str, source: str) -> None:
     """``module.load_state_dict(state, strict=True)``, or a :class:`CheckpointError` that starts
-    with ``what`` and names every missing, unexpected and mis-shaped key (a few of each)."""
+    with ``what`` and names every missing, unexpected and mis-shaped key (a few of each), or one
+    starting with ``source`` (the file) naming the tensors whose dtype would lose the values (:mod:`dcal.model.weight_dtypes`; tensors of another
+    floating precision are converted, with a warning naming them)."""
     expected = module.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
@@ -93,4 +96,6 @@ def load_fitting_state(module: torch.nn.Module, state: dict, what: str) -> None:
         if mismatched:
             problems.append(f"shape mismatches: {_names(mismatched)}")
         raise CheckpointError(f"{what} — " + "; ".join(problems))
+    state, converted = fit_dtypes(expected, state, source)
     module.load_state_dict(state, strict=True)
+    warn_conversions(converted, source)
