@@ -32,6 +32,7 @@ from dcal.config import Config, config_from_dict, config_value
 from dcal.engine.model_setup import build_model
 from dcal.errors import CheckpointError, ConfigError
 from dcal.model.pretrained import load_fitting_state
+from dcal.model.torch_files import load_torch_file
 
 FORMAT = "dcal-checkpoint-v1"
 
@@ -78,20 +79,15 @@ def _write_atomically(path: Path, write) -> None:
         raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the earlier file, if any, is unchanged") from None
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU (``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated file, a pickle of arbitrary objects, not a torch file
-        raise CheckpointError(f"checkpoint {path} cannot be read safely (weights_only=True): {error}") from None
+    state = load_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
             f"{path} is not a dcal checkpoint (expected a dict with 'model' and 'config', found {keys}); "
-            "checkpoints are written by `dcal train` to <run>/checkpoints/{{last,best}}.pt"
+            "checkpoints are written by `dcal train` to <run>/checkpoints/{last,best}.pt"
         )
     return state
 

@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 
 from dcal.config import Config, config_from_dict, flat_settings, load_config
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
 from dcal.errors import CheckpointError, RunFolderError
+from dcal.model.torch_files import load_torch_file
 
 CHANGES_FILE = "config_changes.yaml"
 #: What marks a folder as holding a run.
@@ -78,12 +78,12 @@ def read_progress(run_dir) -> Progress | None:
     path = last_checkpoint(run_dir)
     if not path.is_file():
         return None
+    state = load_torch_file(path, "checkpoint", mmap=True)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         config = state["config"]
         return Progress(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
                         int(config["train"]["epochs"]), bool(state.get("pending_eval", False)), config)
-    except Exception as error:  # not a zip checkpoint, truncated, missing keys
+    except (KeyError, TypeError, ValueError) as error:  # not a dcal checkpoint
         raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from None
 
 

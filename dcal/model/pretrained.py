@@ -12,7 +12,6 @@ dropped: DCAL's heads are new.  Anything else that does not fit raises
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Union
 
@@ -22,6 +21,7 @@ from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from dcal.errors import CheckpointError
+from dcal.model.torch_files import load_torch_file
 from dcal.model.weight_dtypes import fit_dtypes, warn_conversions
 
 CLASSIFIER_PREFIXES = ("head.", "head_dist.")
@@ -36,11 +36,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if suffix == ".safetensors":
             return load_file(str(path))
         if suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "weights file")
             if not isinstance(state, dict):
                 raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(state).__name__}")
             return state
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+    except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: cannot read weights ({error})") from error
     raise CheckpointError(f"{path}: unknown weights format {suffix!r}; expected .safetensors, .pth, .pt or .npz")
 
