@@ -230,3 +230,23 @@ def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(data_root, tmp_path, capsys):
+    run = tmp_path / "runs" / "cub"
+    missing = tmp_path / "not-downloaded"
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={missing}"]) == 2
+    assert str(missing) in one_line(capsys)
+    assert not run.exists()  # the folder was made for the run: nothing is left of it
+
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    (run / "tensorboard").mkdir()  # a folder that was there before is not the start's to remove
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}", f"model.init_from={broken}"]) == 2
+    assert str(broken) in one_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "tensorboard"]
+
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}"]) == 0
+    assert run_state(run) == "finished" and (run / "notes.txt").read_text() == "mine"

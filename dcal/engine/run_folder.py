@@ -7,6 +7,8 @@ started with, never rewritten), ``checkpoints/last.pt`` and ``best.pt``, ``metri
 effect at and each changed key's old and new value.
 
 - :func:`run_state` tells an empty place from a finished or an unfinished run.
+- :func:`removed_if_start_fails` clears what a new run's failed start created, so the corrected
+  command can start in the same folder.
 - :func:`move_aside` is what ``--overwrite`` does with an earlier run: it renames the folder to
   ``<name>.old-<UTC timestamp>`` next to it; nothing is deleted.
 - :func:`config_differences` and :func:`check_resume_changes` compare a run's saved configuration
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import yaml
 
 from dcal.config import Config, config_from_dict, flat_settings, load_config
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
-from dcal.errors import CheckpointError, RunFolderError
+from dcal.errors import CheckpointError, RunFolderError, TrainingInterrupted
 from dcal.model.torch_files import load_torch_file
 
 CHANGES_FILE = "config_changes.yaml"
@@ -207,6 +211,47 @@ def check_writable(run_dir) -> None:
     except OSError as error:
         where = error.filename or run_dir
         raise RunFolderError(f"cannot write the run folder {run_dir} ({where}): {error.strerror}") from None
+
+
+@contextmanager
+def removed_if_start_fails(run_dir):
+    """Around a new run's start in ``run_dir``: if it fails before its first checkpoint (a dataset
+    not downloaded yet, an unreadable image, a ``model.init_from`` file that does not fit), remove
+    what it created — ``config.yaml``, an empty ``metrics.jsonl``, ``tensorboard/``, an empty
+    ``checkpoints/``, the folder itself when it was made for the run and is empty — so that the
+    corrected command starts there without ``--overwrite``.  Files that were there before are kept;
+    an interrupted start (SIGINT, SIGTERM) is left to ``--resume``.
+    """
+    run_dir = Path(run_dir)
+    before = set(os.listdir(run_dir)) if run_dir.is_dir() else None
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        if run_dir.is_dir() and not last_checkpoint(run_dir).exists():
+            try:
+                _remove_created(run_dir, before or set())
+                if before is None and not any(run_dir.iterdir()):
+                    run_dir.rmdir()
+            except OSError:  # a read-only folder: what is there stays, the error below is the one to report
+                pass
+        raise
+
+
+def _remove_created(run_dir: Path, before: set) -> None:
+    metrics = run_dir / "metrics.jsonl"
+    if "metrics.jsonl" not in before and metrics.is_file() and metrics.stat().st_size == 0:
+        metrics.unlink()
+    if "config.yaml" not in before:
+        (run_dir / "config.yaml").unlink(missing_ok=True)
+    if "tensorboard" not in before:
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    checkpoints = run_dir / "checkpoints"
+    if "checkpoints" not in before and checkpoints.is_dir():
+        remove_stale_temporaries(checkpoints)
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
 
 
 def remove_stale_temporaries(folder) -> list[Path]:
