@@ -98,3 +98,28 @@ def test_unusable_checkpoints_say_what_is_wrong_in_one_line(tmp_path, capsys):
         err = one_line_error(capsys)
         assert expected in err, err
         assert not err.endswith(":")
+
+
+def test_warnings_are_one_line_in_dcal_words_and_said_once(trained, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    large = tmp_path / "large.png"
+    Image.new("RGB", (30, 20), "red").save(large)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # 600 pixels: above the limit, below twice it
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(trained["checkpoint"]), str(large), str(large)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"dcal predict: warning: image {large} has 600 pixels (30x20), more than Pillow's "
+                   "decompression-bomb limit of 500; it is read anyway"]
+
+
+def test_a_skipped_image_is_one_warning_line_however_often_it_is_met(tmp_path, capsys):
+    root = write_tiny_fgvc(tmp_path / "data", classes=2, train_per_class=4, test_per_class=1)
+    broken = sorted((root / "train").rglob("*.png"))[0]
+    broken.write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "run"), *TINY_RUN, f"data.root={root}", "data.batch_size=4",
+                 "data.skip_corrupt=true", "train.epochs=2"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [f"dcal train: warning: skipping cannot read image {broken}: "
+                      f"cannot identify image file '{broken}'"], warned
