@@ -250,3 +250,13 @@ def test_a_failed_start_does_not_block_the_corrected_command(data_root, tmp_path
 
     assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}"]) == 0
     assert run_state(run) == "finished" and (run / "notes.txt").read_text() == "mine"
+
+
+def test_the_resume_hint_quotes_a_run_folder_with_a_space(data_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    (root / "test" / "class_1" / "000.png").write_bytes(b"not an image")
+    run = tmp_path / "my run"
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={root}"]) == 2
+    assert f"resume with: dcal train --resume --out '{run}'" in one_line(capsys)
