@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from dcal.atomic_write import write_atomically
 from dcal.config import Config, config_from_dict, flat_settings, load_config
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
 from dcal.errors import CheckpointError, RunFolderError, TrainingInterrupted
@@ -184,13 +185,27 @@ def check_resume_changes(run_dir, differences: dict, allow_changes: bool) -> Non
 
 
 def record_changes(run_dir, differences: dict, *, step: int, epoch: int) -> None:
-    """Append the ``differences`` a resume applied, with the step and epoch they took effect at."""
-    if not differences:
-        return
-    entry = {"step": step, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "changes": {key: {"from": old, "to": new} for key, (old, new) in differences.items()}}
-    with (Path(run_dir) / CHANGES_FILE).open("a", encoding="utf-8") as f:
-        f.write(yaml.safe_dump([entry], sort_keys=False))
+    """Append the ``differences`` a resume applied, with the step and epoch they took effect at.
+
+    Called when a resume starts from ``checkpoints/last.pt`` (at ``step``).  Entries of earlier
+    resumes from that step whose changes never reached a checkpoint (the resume was interrupted
+    before writing one, so ``last.pt`` still has the old values) are dropped first: an
+    interrupted ``--allow-changes`` resume repeated is recorded once.
+    """
+    path = Path(run_dir) / CHANGES_FILE
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    entries = entries if isinstance(entries, list) else []
+    progress = read_progress(run_dir)
+    current = flat_settings(config_from_dict(progress.config)) if progress is not None else {}
+    kept = [entry for entry in entries
+            if entry.get("step", -1) < step
+            or all(current.get(key) == change.get("to") for key, change in entry.get("changes", {}).items())]
+    if differences:
+        kept.append({"step": step, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "changes": {key: {"from": old, "to": new} for key, (old, new) in differences.items()}})
+    if kept != entries:
+        text = yaml.safe_dump(kept, sort_keys=False)
+        write_atomically(path, lambda f: f.write(text.encode("utf-8")), CHANGES_FILE, RunFolderError)
 
 
 def format_change(key: str, old, new) -> str:
