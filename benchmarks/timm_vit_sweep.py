@@ -5,10 +5,12 @@ The names are ``timm.list_models`` of ``vit_*``, ``deit*`` and ``eva*``, built w
 ``pretrained=False`` at a small input (``--patches`` × ``--patches`` patches of the model's own
 patch size).  To keep the sweep cheap on a small CPU the models are *shrunk* through timm's keyword
 arguments (``depth``, ``embed_dim``, ``num_heads``, ``--shrink``); a model whose architecture fixes
-those (per-block head lists, fixed feature widths) is built again with ``depth`` alone, then at its
-own width and depth, before it counts as refused.  Which of these each model needed is counted
-under ``"built_with"``; the classification does not depend on the width, since DCAL's checks read
-the block and attention types, the class token and the pooling.
+those (per-block head lists, fixed feature widths) is built again with the width alone, then with
+the depth alone; one that timm cannot build small in any of these ways is built at its own size on
+the meta device (no memory), where it is refused or, if built, counted as ``"unchecked"``.  Which
+of these each model needed is counted under ``"built_with"`` (refused models included); the
+classification does not depend on the width, since DCAL's checks read the block and attention
+types, the class token and the pooling.
 
 A built model runs ``forward_branches`` in eval mode on random images; its SA feature is compared
 with ``vit.forward_head(vit.forward_features(x), pre_logits=True)`` (largest absolute difference
@@ -45,11 +47,15 @@ def patch_size(name: str, kwargs: dict) -> tuple[int, int]:
 
 
 def attempts(shrink: dict) -> list[tuple[str, dict]]:
-    return [("shrunk", shrink), ("depth only", {"depth": shrink["depth"]}), ("own size", {})]
+    """The option sets tried in turn: all of ``shrink``; its width alone (architectures with a list
+    per block fix the depth); its depth alone (those with fixed feature widths).  A model is never
+    built at its own size: the largest (``vit_7b``) would not fit in memory."""
+    width = {key: value for key, value in shrink.items() if key != "depth"}
+    return [("shrunk", shrink), ("width only", width), ("depth only", {"depth": shrink["depth"]})]
 
 
 def sweep_one(name: str, shrink: dict, patches: int, atol: float) -> tuple[str, str, str]:
-    """``(outcome, detail, built_with)``: outcome is equal, not_equal, refused or crashed."""
+    """``(outcome, detail, built_with)``: outcome is equal, not_equal, refused, unchecked or crashed."""
     refusal = ""
     for label, kwargs in attempts(shrink):
         try:
@@ -76,7 +82,14 @@ def sweep_one(name: str, shrink: dict, patches: int, atol: float) -> tuple[str, 
             return "refused", refusal, label
         except Exception as error:  # noqa: BLE001 - what the sweep is for
             return "crashed", f"{type(error).__name__}: {' '.join(str(error).split())[:200]}", label
-    return "refused", refusal or "timm builds it with none of the option sets", "none"
+    try:  # at its own size on the meta device (no memory): refused, or built but not checkable here
+        with torch.device("meta"):
+            dcal.create_model(name, 3)
+        return "unchecked", "builds only at its own size, too large to run here", "own size (meta)"
+    except DCALError as error:
+        return "refused", str(error), "own size (meta)"
+    except Exception as error:  # noqa: BLE001
+        return "crashed", f"{type(error).__name__}: {' '.join(str(error).split())[:200]}", "own size (meta)"
 
 
 def reason(message: str, name: str) -> str:
@@ -102,8 +115,7 @@ def main() -> None:
     for name in names:
         outcome, detail, label = sweep_one(name, shrink, args.patches, args.atol)
         outcomes[name] = (outcome, detail)
-        if outcome in ("equal", "not_equal"):
-            built_with[label] += 1
+        built_with[label] += outcome != "crashed"
         if outcome == "refused":
             reasons[reason(detail, name)] += 1
         print(f"{outcome:9s} {name}: {detail[:150]}", file=sys.stderr, flush=True)
@@ -116,6 +128,7 @@ def main() -> None:
         "built_not_equal": {n: d for n, (o, d) in outcomes.items() if o == "not_equal"},
         "crashes": {n: d for n, (o, d) in outcomes.items() if o == "crashed"},
         "built_with": dict(built_with), "refused_by_reason": dict(reasons.most_common()),
+        "unchecked": sorted(n for n, (o, d) in outcomes.items() if o == "unchecked"),
         "seconds": round(time.perf_counter() - started, 1),
     }, indent=1))
 
