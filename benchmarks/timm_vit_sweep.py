@@ -17,7 +17,7 @@ with ``vit.forward_head(vit.forward_features(x), pre_logits=True)`` (largest abs
 below ``--atol``).  ``"crashed"`` lists every model where anything other than a ``DCALError`` was
 raised (it must be empty); ``"built_not_equal"`` every model whose SA feature differs.
 
-Run: ``python benchmarks/timm_vit_sweep.py`` (about a minute on 2 cores).
+Run: ``python benchmarks/timm_vit_sweep.py`` (one to three minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main() -> None:
         print(f"{outcome:9s} {name}: {detail[:150]}", file=sys.stderr, flush=True)
     counts = Counter(outcome for outcome, _ in outcomes.values())
     print(json.dumps({
-        "command": "python benchmarks/timm_vit_sweep.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/timm_vit_sweep.py", *sys.argv[1:]]),
         "timm": timm.__version__, "torch": torch.__version__, "patterns": list(PATTERNS),
         "shrunk_with": shrink, "input_patches": args.patches, "models": len(names),
         "built_and_equal": counts["equal"], "refused": counts["refused"], "crashed": counts["crashed"],
