@@ -3,7 +3,7 @@
 Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.  A module is
 imported only when its command runs, so ``dcal data`` does not pay for importing the engine.
 Errors a user can cause (:class:`dcal.errors.DCALError`) are printed as one line, without a
-traceback, and exit with status 2.
+traceback, and exit with status 2; warnings are printed as one line each, once.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from dcal.commands.json_output import json_mode
+from dcal.commands.warning_lines import warnings_as_lines
 from dcal.errors import DCALError
 
 COMMANDS = {
@@ -29,26 +30,38 @@ COMMANDS = {
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser for ``dcal``; only ``command``'s own arguments are added (and its module imported)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for ``dcal`` and its list of commands (each command parses its own arguments)."""
     parser = argparse.ArgumentParser(prog="dcal", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == command:
-            importlib.import_module(module_name).add_arguments(command_parser)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
     return parser
+
+
+def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    """The arguments of ``dcal COMMAND ...``.  A command's options and its positional arguments
+    (``key=value`` overrides, images) may come in any order (``parse_intermixed_args``)."""
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    if command is None:  # --help, an unknown command, or none
+        return build_parser().parse_args(argv)
+    module_name, help_text = COMMANDS[command]
+    parser = argparse.ArgumentParser(prog=f"dcal {command}", description=help_text)
+    importlib.import_module(module_name).add_arguments(parser)
+    args = parser.parse_intermixed_args(argv[1:])
+    args.command = command
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(command).parse_args(argv)
+    args = parse_arguments(argv)
     if args.command is None:
         build_parser().print_help()
         return 0
     try:
-        with json_mode(getattr(args, "json", False)):  # --json: the document alone on stdout
+        # --json: the document alone on stdout; warnings: one line each, once
+        with json_mode(getattr(args, "json", False)), warnings_as_lines(args.command):
             return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
     except DCALError as error:
         print(f"dcal {args.command}: error: {error}", file=sys.stderr)

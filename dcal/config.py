@@ -201,18 +201,39 @@ def load_config(path=None, overrides=()) -> Config:
     config = Config()
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        data = read_yaml_file(path)
+        if data is None:
+            raise ConfigError(f"config file {path} is empty (no settings); write the sections to change "
+                              "(see configs/), or leave out --config to run the synthetic demo")
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(data).__name__}")
         config = _merge(config, data, source=str(path))
         if "name" not in data:
             config.name = path.stem
     return apply_overrides(config, overrides)
+
+
+def read_yaml_file(path: Path):
+    """The YAML document in ``path`` (None when it holds none), or a one-line :class:`ConfigError`
+    naming the file: missing, a folder, not UTF-8 text, not valid YAML (with the line and column)."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML file, e.g. configs/fgvc/cub200.yaml")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x}); "
+                          "a config is a YAML text file") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        context = getattr(error, "context", None)
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}"
+                          + (f" ({context})" if context else "")) from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
 
 def apply_overrides(config: Config, overrides=()) -> Config:

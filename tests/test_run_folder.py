@@ -230,3 +230,69 @@ def one_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     return err
+
+
+def test_a_failed_start_does_not_block_the_corrected_command(data_root, tmp_path, capsys):
+    run = tmp_path / "runs" / "cub"
+    missing = tmp_path / "not-downloaded"
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={missing}"]) == 2
+    assert str(missing) in one_line(capsys)
+    assert not run.exists()  # the folder was made for the run: nothing is left of it
+
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    (run / "tensorboard").mkdir()  # a folder that was there before is not the start's to remove
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}", f"model.init_from={broken}"]) == 2
+    assert str(broken) in one_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "tensorboard"]
+
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={data_root}"]) == 0
+    assert run_state(run) == "finished" and (run / "notes.txt").read_text() == "mine"
+
+
+def test_the_resume_hint_quotes_a_run_folder_with_a_space(data_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(data_root, root)
+    (root / "test" / "class_1" / "000.png").write_bytes(b"not an image")
+    run = tmp_path / "my run"
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), *TINY_RUN, f"data.root={root}"]) == 2
+    assert f"resume with: dcal train --resume --out '{run}'" in one_line(capsys)
+
+
+def test_an_interrupted_allow_changes_resume_records_its_changes_once(finished, tmp_path, capsys, monkeypatch):
+    import dcal.engine.checkpoint
+
+    run = copy_of(finished, tmp_path)
+    changes = ["--resume", "--allow-changes", "optim.lr=0.01", "train.epochs=2"]
+    real_save = dcal.engine.checkpoint.save_checkpoint
+
+    def killed(state, path):
+        raise SystemExit(137)  # the process dies before the resumed run's first checkpoint
+
+    monkeypatch.setattr(dcal.engine.checkpoint, "save_checkpoint", killed)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(run), *changes])
+    assert len(yaml.safe_load((run / CHANGES_FILE).read_text())) == 1
+    monkeypatch.setattr(dcal.engine.checkpoint, "save_checkpoint", real_save)
+    assert main(["train", "--out", str(run), *changes]) == 0
+    (entry,) = yaml.safe_load((run / CHANGES_FILE).read_text())
+    assert entry["step"] == STEPS_PER_EPOCH and entry["changes"] == {"optim.lr": {"from": 0.002, "to": 0.01},
+                                                                     "train.epochs": {"from": 1, "to": 2}}
+    assert main(["train", "--out", str(run), "--resume", "--allow-changes", "train.epochs=3"]) == 0
+    assert [e["step"] for e in yaml.safe_load((run / CHANGES_FILE).read_text())] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+
+
+def test_a_partial_metrics_line_is_dropped_on_resume_and_by_readers(finished, tmp_path):
+    from dcal.engine.run_log import RunLog, read_records
+
+    run = copy_of(finished, tmp_path)
+    whole = (run / "metrics.jsonl").read_text()
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "top1": 0.5, "to')  # a full disk while appending the next record
+    assert read_records(run / "metrics.jsonl") == [json.loads(whole)]
+    log = RunLog(run, keep_records=5, purge_step=STEPS_PER_EPOCH)  # more records than are whole
+    log.close()
+    assert (run / "metrics.jsonl").read_text() == whole and log.records == 1

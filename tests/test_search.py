@@ -218,6 +218,22 @@ def test_contact_sheet_per_query(tiny, capsys):
             assert sheet.getpixel((1, 1)) == (40, 90, 220)  # the query framed blue as in the rank lists
 
 
+def test_an_out_in_the_way_is_refused_before_the_search_runs(tiny, capsys, monkeypatch):
+    import dcal.export.gallery
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the gallery was opened before --out was checked")
+
+    monkeypatch.setattr(dcal.export.gallery, "open_gallery", no_work)
+    in_the_way = tiny["tmp"] / "a-file"
+    in_the_way.write_text("mine")
+    query = sorted((tiny["market"] / "query").iterdir())[0]
+    code, out, err = _run(capsys, "search", "--checkpoint", tiny["reid"], "--query", query,
+                          "--gallery", tiny["market"] / "bounding_box_test", "--out", in_the_way)
+    assert code == 2 and out == "" and f"--out {in_the_way} is a file" in err, err
+    assert in_the_way.read_text() == "mine"
+
+
 def test_bad_queries_and_galleries_are_one_line_errors(tiny, capsys):
     empty = tiny["tmp"] / "empty"
     (empty / "sub").mkdir(parents=True)

@@ -7,6 +7,7 @@ FGVC: CUB-200-2011's layout (read it with ``--dataset cub200``); Re-ID: Market-1
 from __future__ import annotations
 
 import argparse
+import shlex
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,5 +22,5 @@ def run(args) -> int:
 
     root = write_synthetic(args.task, args.out, {"seed": args.seed})
     print(root)
-    print(f"read it with: dcal data --dataset {SYNTHETIC_LAYOUT[args.task]} --root {root}")
+    print(f"read it with: dcal data --dataset {SYNTHETIC_LAYOUT[args.task]} --root {shlex.quote(str(root))}")
     return 0

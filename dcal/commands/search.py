@@ -53,6 +53,9 @@ def run(args) -> int:
         queries = image_paths(args.query)
     except DatasetError as error:
         raise DatasetError(f"--query: {error}") from None
+    if args.out:  # checked before the work: a file in the way fails at once
+        names = _unique_names(queries)
+        out = check_output_folder(args.out, [Path(args.out) / name for name in names], queries)
     trained = load_trained(args.checkpoint, device=args.device)
     gallery = open_gallery(trained, args.gallery, skip_corrupt=args.skip_corrupt, batch_size=args.batch_size,
                            num_workers=args.workers)
@@ -69,8 +72,6 @@ def run(args) -> int:
             for rank, hit in enumerate(result["results"], start=1):
                 print(f"  {rank:>3}. {hit['distance']:.4f}  {hit['path']}")
     if args.out:
-        names = _unique_names(queries)
-        out = check_output_folder(args.out, [Path(args.out) / name for name in names], queries)
         out.mkdir(parents=True, exist_ok=True)
         for result, name in zip(results, names):
             contact_sheet(result, trained.input_size).save(out / name)

@@ -6,7 +6,9 @@ first if it is missing).  The run folder (default ``runs/<name>``) receives ``co
 (:mod:`dcal.engine.run_folder`).
 
 - A folder that already holds a run is refused: ``--resume`` continues it, ``--overwrite`` moves
-  it aside to ``<name>.old-<time>`` and starts again.
+  it aside to ``<name>.old-<time>`` and starts again.  A new run that fails before its first
+  checkpoint (a dataset not downloaded yet) removes what it created, so the corrected command can
+  start in the same folder.
 - ``--resume`` continues from ``checkpoints/last.pt`` with the configuration the run is at (its
   checkpoint's), or ``--config``; ``key=value`` overrides apply on top.  Every setting that differs
   is listed; those that change what the run computes (model, data, optimiser, schedule, loss, seed,
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from dcal.config import apply_overrides, load_config
@@ -105,9 +108,11 @@ def run(args) -> int:
         torch.distributed.barrier()
     if context.is_main:
         print(f"run folder: {run_dir}", flush=True)
+    starting = nullcontext() if args.resume or not context.is_main else run_folder.removed_if_start_fails(run_dir)
     try:
         try:
-            metrics = train(config, run_dir, resume=args.resume, context=context).metrics
+            with starting:
+                metrics = train(config, run_dir, resume=args.resume, context=context).metrics
         except OSError as error:  # disk full, read-only folder, ...: one line naming the path
             if error.errno not in WRITE_ERRORS:
                 raise

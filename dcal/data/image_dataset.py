@@ -29,16 +29,31 @@ class CorruptImageWarning(UserWarning):
     """An unreadable image was skipped (``skip_corrupt=True``)."""
 
 
+class LargeImageWarning(UserWarning):
+    """An image has more pixels than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``)
+    but less than twice it: it is read (twice the limit is refused as unreadable)."""
+
+
 def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
     """The RGB image at ``path`` with ``crop_bottom`` rows removed (FGVC-Aircraft's banner).
 
-    Raises :class:`~dcal.errors.DatasetError` naming the file if it cannot be decoded.
+    Raises :class:`~dcal.errors.DatasetError` naming the file if it cannot be decoded; Pillow's
+    decompression-bomb warning becomes a :class:`LargeImageWarning` naming it.
     """
     try:
-        with Image.open(path) as image:
-            image = to_rgb8(image)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = to_rgb8(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot read image {path}: {error}") from None
+    for warning in caught:  # Pillow's warnings name no file: say which image, in dcal's words
+        if issubclass(warning.category, Image.DecompressionBombWarning):
+            warnings.warn(f"image {path} has {image.width * image.height} pixels ({image.width}x{image.height}), more "
+                          f"than Pillow's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS}; it is read anyway",
+                          LargeImageWarning, stacklevel=2)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if crop_bottom:
         if image.height <= crop_bottom:
             raise DatasetError(f"image {path} is {image.height} pixels high, too small to remove a {crop_bottom}-pixel banner")

@@ -18,9 +18,7 @@ Writes go to a temporary file in the same folder that is then renamed over the t
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import random
 from pathlib import Path
 
@@ -28,10 +26,12 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
+from dcal.atomic_write import write_atomically
 from dcal.config import Config, config_from_dict, config_value
 from dcal.engine.model_setup import build_model
 from dcal.errors import CheckpointError, ConfigError
 from dcal.model.pretrained import load_fitting_state
+from dcal.model.torch_files import load_torch_file
 
 FORMAT = "dcal-checkpoint-v1"
 
@@ -41,57 +41,25 @@ ARCHITECTURE_KEYS = ("task", "model.backbone", "model.glca", "model.timm_kwargs"
 
 def save_checkpoint(state: dict, path) -> None:
     """Write ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    _write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    write_atomically(path, lambda f: torch.save({"format": FORMAT, **state}, f), "checkpoint", CheckpointError)
 
 
 def save_safetensors(state_dict: dict, path, metadata: dict) -> None:
     """Write weights as ``.safetensors`` (atomically), with ``metadata`` (the config as JSON, ...)."""
     tensors = {k: v.detach().contiguous().clone() for k, v in state_dict.items()}
     data = save(tensors, metadata={k: json.dumps(v) for k, v in metadata.items()})
-    _write_atomically(Path(path), lambda f: f.write(data))
+    write_atomically(path, lambda f: f.write(data), "checkpoint", CheckpointError)
 
 
-def _write_atomically(path: Path, write) -> None:
-    """``write(file)`` into a temporary file beside ``path``, then rename it over ``path``.
-
-    On any failure (disk full, read-only folder, ``path`` a folder, an interrupt) the temporary
-    file is removed and ``path`` is left as it was; an OS error becomes a one-line
-    :class:`CheckpointError` naming ``path`` and the reason.
-    """
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException as error:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        reason = _os_error(error)
-        if reason is None:
-            raise
-        raise CheckpointError(f"cannot write checkpoint {path}: {reason}; the earlier file, if any, is unchanged") from None
-
-
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``)."""
+def read_checkpoint(path) -> dict:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU (``weights_only=True``)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # a truncated file, a pickle of arbitrary objects, not a torch file
-        raise CheckpointError(f"checkpoint {path} cannot be read safely (weights_only=True): {error}") from None
+    state = load_torch_file(path, "checkpoint")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(
             f"{path} is not a dcal checkpoint (expected a dict with 'model' and 'config', found {keys}); "
-            "checkpoints are written by `dcal train` to <run>/checkpoints/{{last,best}}.pt"
+            "checkpoints are written by `dcal train` to <run>/checkpoints/{last,best}.pt"
         )
     return state
 
@@ -151,12 +119,12 @@ def restore_training_state(state: dict, path, *, model, criterion, optimizer, sc
             "from its weights with model.init_from"
         ) from None
     if ema is not None:
-        ema.module.load_state_dict(state["model_ema"])
+        load_weights(ema.module, state["model_ema"], path)
 
 
 def load_weights(model: torch.nn.Module, state_dict: dict, path="checkpoint") -> None:
     """``model.load_state_dict(state_dict)``, with a :class:`CheckpointError` naming the keys that differ."""
-    load_fitting_state(model, state_dict, f"weights in {path} do not fit the model")
+    load_fitting_state(model, state_dict, f"weights in {path} do not fit the model", source=f"weights in {path}")
 
 
 def rng_state() -> dict:
@@ -181,8 +149,3 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _os_error(error: BaseException):
-    """The reason of an OS-level failure (disk full, permission, a folder in the way), else None."""
-    return (error.strerror or str(error)) if isinstance(error, OSError) else None

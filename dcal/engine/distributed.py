@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from dcal.errors import DCALError
+from dcal.errors import ConfigError, DCALError
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,29 @@ def setup(device: str = "auto", threads: int = 0) -> DistributedContext:
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto``: CUDA when available, else the CPU; ``cuda`` without an index is this process's GPU
-    (``LOCAL_RANK`` under torchrun); ``cpu``, ``cuda:1``, ... as given."""
+    (``LOCAL_RANK`` under torchrun); ``cpu``, ``cuda:1``, ... as given.  A device this machine does
+    not have (``cuda`` without a CUDA driver) or a misspelt name raises a one-line
+    :class:`~dcal.errors.ConfigError` listing the devices that are available."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device name; expected auto, cpu, cuda or cuda:N "
+                          f"(available here: {', '.join(available_devices())})") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
+    if device.type != "cpu" and str(device) not in available_devices():
+        raise ConfigError(f"device {name!r}{f' ({device})' if str(device) != name else ''} is not available "
+                          f"on this machine; available: {', '.join(available_devices())}")
     return device
+
+
+def available_devices() -> list[str]:
+    """``cpu`` and each CUDA device torch can use (``cuda:0``, ...), and ``mps`` where it is."""
+    devices = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    mps = getattr(torch.backends, "mps", None)
+    return devices + (["mps"] if mps is not None and mps.is_available() else [])
 
 
 def finish(context: DistributedContext, exit_code: int = 0) -> int:

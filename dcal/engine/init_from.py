@@ -11,7 +11,9 @@ backbone, the GLCA block (Sec. 3.2), the norms, the BNNecks' BatchNorms — exce
   ``resample_abs_pos_embed`` (bicubic), as pretrained backbones are (:mod:`dcal.model.pretrained`).
 
 Any other missing or mis-shaped tensor (another backbone, ``model.glca`` on for a file without
-GLCA) raises :class:`~dcal.errors.CheckpointError` naming the keys.  Tensors of the file the model
+GLCA), or a tensor that is not floating point where the model's is, raises
+:class:`~dcal.errors.CheckpointError` naming the keys; tensors of another floating precision are
+converted and listed (:mod:`dcal.model.weight_dtypes`).  Tensors of the file the model
 has no place for (GLCA weights for a model without GLCA) are listed as unused.  This is not
 ``--resume``: the optimiser, schedule and epoch start afresh.
 """
@@ -29,6 +31,7 @@ import torch
 from dcal.errors import CheckpointError
 from dcal.model.heads import BNNeckHead, LinearHead
 from dcal.model.pretrained import _names
+from dcal.model.weight_dtypes import fit_dtypes
 
 POS_EMBED_KEY = "backbone.pos_embed"
 
@@ -43,6 +46,7 @@ class InitReport:
     reinitialised: list = field(default_factory=list)  # "key (file shape, model shape)" or "key (not in the file)"
     resampled: list = field(default_factory=list)
     unused: list = field(default_factory=list)
+    converted: list = field(default_factory=list)  # "key float16 -> float32"
 
     def summary(self) -> str:
         """One line per kind of key, as printed at the start of the run."""
@@ -52,6 +56,8 @@ class InitReport:
         if self.resampled:
             lines.append(f"  resampled: {_names(self.resampled)}")
         lines.append(f"  re-initialised: {_names(self.reinitialised) if self.reinitialised else 'none'}")
+        if self.converted:
+            lines.append(f"  converted to the model's dtype: {_names(self.converted)}")
         if self.unused:
             lines.append(f"  unused from the file: {_names(self.unused)}")
         return "\n".join(lines)
@@ -87,6 +93,7 @@ def init_from(model: torch.nn.Module, path) -> InitReport:
     target = model.state_dict()
     heads = tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, (LinearHead, BNNeckHead)))
     report = InitReport(path, source)
+    state, report.converted = fit_dtypes(target, state, f"model.init_from: {path}")
     fitting, problems = {}, []
     for key, expected in target.items():
         value = state.get(key)

@@ -7,6 +7,8 @@ started with, never rewritten), ``checkpoints/last.pt`` and ``best.pt``, ``metri
 effect at and each changed key's old and new value.
 
 - :func:`run_state` tells an empty place from a finished or an unfinished run.
+- :func:`removed_if_start_fails` clears what a new run's failed start created, so the corrected
+  command can start in the same folder.
 - :func:`move_aside` is what ``--overwrite`` does with an earlier run: it renames the folder to
   ``<name>.old-<UTC timestamp>`` next to it; nothing is deleted.
 - :func:`config_differences` and :func:`check_resume_changes` compare a run's saved configuration
@@ -17,16 +19,19 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 
+from dcal.atomic_write import write_atomically
 from dcal.config import Config, config_from_dict, flat_settings, load_config, valid_keys
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
-from dcal.errors import CheckpointError, RunFolderError
+from dcal.errors import CheckpointError, RunFolderError, TrainingInterrupted
+from dcal.model.torch_files import load_torch_file
 
 CHANGES_FILE = "config_changes.yaml"
 #: What marks a folder as holding a run.
@@ -80,12 +85,12 @@ def read_progress(run_dir) -> Progress | None:
     path = last_checkpoint(run_dir)
     if not path.is_file():
         return None
+    state = load_torch_file(path, "checkpoint", mmap=True)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         config = state["config"]
         return Progress(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
                         int(config["train"]["epochs"]), bool(state.get("pending_eval", False)), config)
-    except Exception as error:  # not a zip checkpoint, truncated, missing keys
+    except (KeyError, TypeError, ValueError) as error:  # not a dcal checkpoint
         raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from None
 
 
@@ -182,13 +187,27 @@ def check_resume_changes(run_dir, differences: dict, allow_changes: bool) -> Non
 
 
 def record_changes(run_dir, differences: dict, *, step: int, epoch: int) -> None:
-    """Append the ``differences`` a resume applied, with the step and epoch they took effect at."""
-    if not differences:
-        return
-    entry = {"step": step, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "changes": {key: {"from": old, "to": new} for key, (old, new) in differences.items()}}
-    with (Path(run_dir) / CHANGES_FILE).open("a", encoding="utf-8") as f:
-        f.write(yaml.safe_dump([entry], sort_keys=False))
+    """Append the ``differences`` a resume applied, with the step and epoch they took effect at.
+
+    Called when a resume starts from ``checkpoints/last.pt`` (at ``step``).  Entries of earlier
+    resumes from that step whose changes never reached a checkpoint (the resume was interrupted
+    before writing one, so ``last.pt`` still has the old values) are dropped first: an
+    interrupted ``--allow-changes`` resume repeated is recorded once.
+    """
+    path = Path(run_dir) / CHANGES_FILE
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    entries = entries if isinstance(entries, list) else []
+    progress = read_progress(run_dir)
+    current = flat_settings(config_from_dict(progress.config)) if progress is not None else {}
+    kept = [entry for entry in entries
+            if entry.get("step", -1) < step
+            or all(current.get(key) == change.get("to") for key, change in entry.get("changes", {}).items())]
+    if differences:
+        kept.append({"step": step, "epoch": epoch, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "changes": {key: {"from": old, "to": new} for key, (old, new) in differences.items()}})
+    if kept != entries:
+        text = yaml.safe_dump(kept, sort_keys=False)
+        write_atomically(path, lambda f: f.write(text.encode("utf-8")), CHANGES_FILE, RunFolderError)
 
 
 def format_change(key: str, old, new) -> str:
@@ -209,6 +228,47 @@ def check_writable(run_dir) -> None:
     except OSError as error:
         where = error.filename or run_dir
         raise RunFolderError(f"cannot write the run folder {run_dir} ({where}): {error.strerror}") from None
+
+
+@contextmanager
+def removed_if_start_fails(run_dir):
+    """Around a new run's start in ``run_dir``: if it fails before its first checkpoint (a dataset
+    not downloaded yet, an unreadable image, a ``model.init_from`` file that does not fit), remove
+    what it created — ``config.yaml``, an empty ``metrics.jsonl``, ``tensorboard/``, an empty
+    ``checkpoints/``, the folder itself when it was made for the run and is empty — so that the
+    corrected command starts there without ``--overwrite``.  Files that were there before are kept;
+    an interrupted start (SIGINT, SIGTERM) is left to ``--resume``.
+    """
+    run_dir = Path(run_dir)
+    before = set(os.listdir(run_dir)) if run_dir.is_dir() else None
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except BaseException:
+        if run_dir.is_dir() and not last_checkpoint(run_dir).exists():
+            try:
+                _remove_created(run_dir, before or set())
+                if before is None and not any(run_dir.iterdir()):
+                    run_dir.rmdir()
+            except OSError:  # a read-only folder: what is there stays, the error below is the one to report
+                pass
+        raise
+
+
+def _remove_created(run_dir: Path, before: set) -> None:
+    metrics = run_dir / "metrics.jsonl"
+    if "metrics.jsonl" not in before and metrics.is_file() and metrics.stat().st_size == 0:
+        metrics.unlink()
+    if "config.yaml" not in before:
+        (run_dir / "config.yaml").unlink(missing_ok=True)
+    if "tensorboard" not in before:
+        shutil.rmtree(run_dir / "tensorboard", ignore_errors=True)
+    checkpoints = run_dir / "checkpoints"
+    if "checkpoints" not in before and checkpoints.is_dir():
+        remove_stale_temporaries(checkpoints)
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
 
 
 def remove_stale_temporaries(folder) -> list[Path]:

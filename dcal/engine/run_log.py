@@ -1,14 +1,40 @@
 """The run folder's records: ``metrics.jsonl`` (one JSON object per evaluation) and TensorBoard.
 
 Only the main process writes.  On resume the JSON-lines file is cut back to the records the
-checkpoint knew about, and TensorBoard events after the checkpoint's step are purged, so a resumed
-run's records match an uninterrupted run's.
+checkpoint knew about (a partial last line, left by a full disk or a kill while appending, is
+dropped) and TensorBoard events after the checkpoint's step are purged, so a resumed run's records
+match an uninterrupted run's.  :func:`read_records` reads the file without a partial last line.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from dcal.errors import RunFolderError
+
+
+def complete_lines(path) -> list[str]:
+    """The lines of ``metrics.jsonl`` that were written whole: a last line without its newline (a
+    write cut short by a full disk or a kill) is left out."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    return [line for line in lines[:-1] if line.strip()]  # after the last newline: "" or a partial line
+
+
+def read_records(path) -> list[dict]:
+    """The evaluation records of a ``metrics.jsonl``, without a partial last line; a damaged line
+    elsewhere raises :class:`~dcal.errors.RunFolderError` naming the file and line."""
+    records = []
+    for number, line in enumerate(complete_lines(path), start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise RunFolderError(f"{path}: line {number} is not a JSON record ({error.msg})") from None
+    return records
 
 
 class RunLog:
@@ -22,8 +48,7 @@ class RunLog:
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = self.path.read_text(encoding="utf-8").splitlines() if self.path.exists() else []
-        lines = lines[:keep_records] if keep_records is not None else []
+        lines = complete_lines(self.path)[:keep_records] if keep_records is not None else []
         self.path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         self.records = len(lines)
         from torch.utils.tensorboard import SummaryWriter

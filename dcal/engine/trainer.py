@@ -27,6 +27,7 @@ DistributedDataParallel, so both are averaged over processes.
 from __future__ import annotations
 
 import random
+import shlex
 import sys
 import time
 from contextlib import nullcontext
@@ -161,7 +162,7 @@ def _train(config: Config, run_dir: Path, resume: bool, context: DistributedCont
         if state is not None:
             run_folder.record_changes(run_dir, run_folder.config_differences(trained_config, config),
                                       step=global_step, epoch=epoch)
-    resume_hint = f"dcal train --resume --out {run_dir}" + (" (under the same torchrun launch)" if context.distributed else "")
+    resume_hint = f"dcal train --resume --out {shlex.quote(str(run_dir))}" + (" (under the same torchrun launch)" if context.distributed else "")
 
     def describe_stop(signum: int) -> str:
         where = f"{last_path} (optimiser step {saved_step})" if saved_step is not None else "no checkpoint yet"

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from dcal.atomic_write import write_atomically
 from dcal.errors import DCALError
 from dcal.model.inference import fgvc_scores
 
@@ -57,11 +58,12 @@ class Features:
     metadata: dict = field(default_factory=dict)
 
     def save(self, path) -> Path:
-        """Write the ``.npz`` described in the module docstring; ``path`` must end in ``.npz``."""
+        """Write the ``.npz`` described in the module docstring; ``path`` must end in ``.npz``.
+
+        Written atomically (:mod:`dcal.atomic_write`): a full disk leaves no partial file."""
         path = Path(path)
         if path.suffix != ".npz":
             raise DCALError(f"--out {path}: features are written as a .npz file; give a path ending in .npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {
             "features": self.features.astype(np.float32),
             "labels": self.labels.astype(np.int64),
@@ -71,8 +73,7 @@ class Features:
         }
         if self.scores is not None:
             arrays["scores"] = self.scores.astype(np.float32)
-        np.savez(path, **arrays)
-        return path
+        return write_atomically(path, lambda f: np.savez(f, **arrays), "features", DCALError)
 
     @classmethod
     def load(cls, path) -> "Features":

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dcal.atomic_write import write_atomically
 from dcal.errors import ExportError
 
 TOLERANCE = 1e-4
@@ -56,12 +57,12 @@ def export_onnx(model: torch.nn.Module, path, input_size, *, task: str, metadata
     """Write ``model``'s inference graph to ``path`` with a dynamic batch axis; returns the path.
 
     ``input_size`` is ``(height, width)``; ``metadata`` (JSON-serialisable values) is stored as the
-    ONNX model's metadata next to ``task`` and ``input_size``.
+    ONNX model's metadata next to ``task`` and ``input_size``.  The file is written atomically
+    (:mod:`dcal.atomic_write`): a full disk leaves no partial ``.onnx``.
     """
     import onnx  # the optional `export` extra: imported only when exporting
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = InferenceModel(model).cpu()
     example = torch.randn(batch_size, 3, *input_size)
     batch = torch.export.Dim("batch", min=1)
@@ -84,8 +85,7 @@ def export_onnx(model: torch.nn.Module, path, input_size, *, task: str, metadata
     props = {"task": task, "input_size": list(input_size), "input": "images", "output": output_name(task),
              **(metadata or {})}
     onnx.helper.set_model_props(proto, {key: json.dumps(value) for key, value in props.items()})
-    onnx.save_model(proto, str(path))
-    return path
+    return write_atomically(path, lambda f: onnx.save_model(proto, f), "the ONNX model", ExportError)
 
 
 def check_onnx(path, model: torch.nn.Module, input_size, *, batch_size: int = 3, tolerance: float = TOLERANCE,

@@ -40,11 +40,13 @@ def check_supported(vit: nn.Module, name: str) -> None:
             "'avgmax' and 'max' (not attention pooling)"
         )
     for index, block in enumerate(vit.blocks):
-        if type(block) is not Block or type(block.attn) is not Attention:
+        attn = getattr(block, "attn", None)  # parallel blocks (ParallelThingsBlock, ...) have none
+        if type(block) is not Block or type(attn) is not Attention:
+            attention = f" with {type(attn).__name__}" if attn is not None else ""
             raise UnsupportedBackboneError(
-                f"backbone {name!r}: block {index} is a {type(block).__name__} with "
-                f"{type(block.attn).__name__}; DCAL drives timm's pre-norm Block with its standard "
-                "Attention only (no RoPE, parallel, res-post or differential variants)"
+                f"backbone {name!r}: block {index} is a {type(block).__name__}{attention}; DCAL drives "
+                "timm's pre-norm Block with its standard Attention only (no RoPE, parallel, res-post or "
+                "differential variants)"
             )
 
 

@@ -58,22 +58,52 @@ def create_model(
             ``drop_path_rate=0.1``).
     """
     kwargs = dict(timm_kwargs)
+    if not timm.is_model(backbone):
+        raise ConfigError(f"unknown timm backbone {backbone!r}")
     if img_size is not None:
         kwargs["img_size"] = tuple(img_size) if isinstance(img_size, (list, tuple)) else int(img_size)
+        _check_img_size(backbone, kwargs)
     from_hub = pretrained is True
     try:
         vit = timm.create_model(backbone, pretrained=from_hub, num_classes=0, **kwargs)
     except RuntimeError as error:
-        if not timm.is_model(backbone):
-            raise ConfigError(f"unknown timm backbone {backbone!r}") from error
         if from_hub:
             raise CheckpointError(f"cannot load timm's pretrained weights for {backbone!r}: {error}") from error
-        raise
-    except TypeError as error:
-        raise ConfigError(f"backbone {backbone!r} does not accept these options {sorted(kwargs)}: {error}") from error
+        raise ConfigError(f"timm cannot build backbone {backbone!r} with {_options(kwargs)}: {_line(error)}") from error
+    except (TypeError, ValueError, AssertionError, AttributeError) as error:  # options the architecture rejects
+        raise ConfigError(f"timm cannot build backbone {backbone!r} with {_options(kwargs)}: {_line(error)}") from error
     if pretrained not in (False, True, None):
         load_weights(vit, pretrained)
     return DCAL(
         vit, num_classes, task=task, glca_ratio=glca_ratio, pwca_blocks=pwca_blocks, glca=glca,
         glca_readout=glca_readout, glca_selection=glca_selection, neck_feat=neck_feat, name=backbone,
     )
+
+
+def _check_img_size(backbone: str, kwargs: dict) -> None:
+    """A :class:`ConfigError` unless ``kwargs["img_size"]`` is a whole number of patches of the
+    backbone (timm asserts it deep inside; the patch size is read from a model built on the meta
+    device, which costs no memory)."""
+    from torch import device
+
+    try:
+        with device("meta"):
+            probe = timm.create_model(backbone, num_classes=0, **{k: v for k, v in kwargs.items() if k != "img_size"})
+        patch = tuple(probe.patch_embed.patch_size)
+    except Exception:  # not a patch-embedding ViT, or options timm rejects: create_model reports it
+        return
+    size = kwargs["img_size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    if height % patch[0] or width % patch[1]:
+        raise ConfigError(f"img_size {size!r} is not a multiple of backbone {backbone!r}'s patch size "
+                          f"{patch[0]}x{patch[1]}; use e.g. {(height // patch[0] or 1) * patch[0]} or "
+                          f"{(height // patch[0] + 1) * patch[0]}")
+
+
+def _options(kwargs: dict) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in sorted(kwargs.items())) or "its defaults"
+
+
+def _line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__

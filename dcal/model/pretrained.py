@@ -12,7 +12,6 @@ dropped: DCAL's heads are new.  Anything else that does not fit raises
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Union
 
@@ -22,6 +21,8 @@ from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 
 from dcal.errors import CheckpointError
+from dcal.model.torch_files import load_torch_file
+from dcal.model.weight_dtypes import fit_dtypes, warn_conversions
 
 CLASSIFIER_PREFIXES = ("head.", "head_dist.")
 SHOWN_KEYS = 12
@@ -35,11 +36,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if suffix == ".safetensors":
             return load_file(str(path))
         if suffix in (".pth", ".pt", ".bin"):
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = load_torch_file(path, "weights file")
             if not isinstance(state, dict):
                 raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(state).__name__}")
             return state
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+    except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: cannot read weights ({error})") from error
     raise CheckpointError(f"{path}: unknown weights format {suffix!r}; expected .safetensors, .pth, .pt or .npz")
 
@@ -70,12 +71,14 @@ def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
         raise CheckpointError(f"{path}: cannot adapt the weights to this model ({error})") from error
     state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIXES)}
 
-    load_fitting_state(vit, state, f"{path} does not fit the backbone")
+    load_fitting_state(vit, state, f"{path} does not fit the backbone", source=f"backbone weights {path}")
 
 
-def load_fitting_state(module: torch.nn.Module, state: dict, what: str) -> None:
+def load_fitting_state(module: torch.nn.Module, state: dict, what: str, source: str) -> None:
     """``module.load_state_dict(state, strict=True)``, or a :class:`CheckpointError` that starts
-    with ``what`` and names every missing, unexpected and mis-shaped key (a few of each)."""
+    with ``what`` and names every missing, unexpected and mis-shaped key (a few of each), or one
+    starting with ``source`` (the file) naming the tensors whose dtype would lose the values (:mod:`dcal.model.weight_dtypes`; tensors of another
+    floating precision are converted, with a warning naming them)."""
     expected = module.state_dict()
     missing = sorted(k for k in expected if k not in state)
     unexpected = sorted(k for k in state if k not in expected)
@@ -93,4 +96,6 @@ def load_fitting_state(module: torch.nn.Module, state: dict, what: str) -> None:
         if mismatched:
             problems.append(f"shape mismatches: {_names(mismatched)}")
         raise CheckpointError(f"{what} — " + "; ".join(problems))
+    state, converted = fit_dtypes(expected, state, source)
     module.load_state_dict(state, strict=True)
+    warn_conversions(converted, source)
