@@ -111,8 +111,9 @@ def prepare_wesnoth(args, cache: Path) -> dict:
 
 
 def prepare_emoji(args, cache: Path) -> dict:
-    needed = sorted(set(args.emoji_sources) | set(emoji_vendors.NAME_INDEX))
+    needed = sorted(args.emoji_sources)
     if any(emoji_vendors.SOURCES[name].kind == "iconify" for name in args.emoji_sources):
+        needed = sorted(set(needed) | set(emoji_vendors.NAME_INDEX))   # their icons are matched by name
         try:
             import cairosvg  # noqa: F401
         except (ImportError, OSError) as error:

@@ -99,7 +99,8 @@ def fetch_npm(cache: Path, package: str, members: list[str]) -> Path:
         with tarfile.open(archive) as tar:
             chosen = [m for m in tar.getmembers()
                       if m.isfile() and any(m.name.startswith(prefix) for prefix in members)]
-            tar.extractall(out, members=chosen, filter="data")
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}   # Python >= 3.9.17 / 3.11.4
+            tar.extractall(out, members=chosen, **safe)
         (out / COMPLETE).write_text(archive.name + "\n")
     return out / "package"
 
