@@ -41,14 +41,14 @@ def is_unpacked(cache: Path, package: str) -> bool:
     return (tree(cache, package) / COMPLETE).is_file()
 
 
-def _run(command: list[str], cwd: Path, package: str) -> str:
+def _run(command: list[str], cwd: Path, package: str) -> None:
     if shutil.which(command[0]) is None:
         raise FetchError(f"{package}: '{command[0]}' is not on PATH; it is needed to fetch this package")
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if result.returncode != 0:
-        last = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
-        raise FetchError(f"{package}: '{' '.join(command)}' failed ({result.returncode}): {last[0]}")
-    return result.stdout
+        lines = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
+        said = next((line for line in lines if line.startswith("E:") or "error" in line.lower()), lines[-1])
+        raise FetchError(f"{package}: '{' '.join(command)}' failed ({result.returncode}): {said.strip()}")
 
 
 def _archive(folder: Path, pattern: str) -> Path | None:
@@ -56,53 +56,55 @@ def _archive(folder: Path, pattern: str) -> Path | None:
     return found[-1] if found else None
 
 
+def _download(cache: Path, package: str, pattern: str, command: list[str]) -> Path:
+    """The package's archive (``pattern``) in its cache folder, fetched there by ``command`` if missing."""
+    folder = Path(cache) / cache_key(package)
+    folder.mkdir(parents=True, exist_ok=True)
+    if _archive(folder, pattern) is None:
+        _run(command, folder, package)
+    archive = _archive(folder, pattern)
+    if archive is None:
+        raise FetchError(f"{package}: '{' '.join(command)}' left no {pattern} in {folder}")
+    return archive
+
+
+def _empty_tree(cache: Path, package: str) -> Path:
+    out = tree(cache, package)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    return out
+
+
 def fetch_deb(cache: Path, package: str, member: str) -> Path:
     """The unpacked ``member`` folder (e.g. ``./usr/share/...``) of Debian ``package``; downloaded if needed."""
-    folder = Path(cache) / cache_key(package)
-    out = tree(cache, package)
     if not is_unpacked(cache, package):
-        folder.mkdir(parents=True, exist_ok=True)
-        deb = _archive(folder, "*.deb")
-        if deb is None:
-            _run(["apt-get", "download", package], folder, package)
-            deb = _archive(folder, "*.deb")
-            if deb is None:
-                raise FetchError(f"{package}: 'apt-get download' left no .deb in {folder}")
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        deb = _download(cache, package, "*.deb", ["apt-get", "download", package])
+        out = _empty_tree(cache, package)
         # dpkg-deb -x unpacks the whole package; only the member is needed, so stream its data tar.
-        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=False)
-        if data.returncode != 0:
-            raise FetchError(f"{package}: 'dpkg-deb --fsys-tarfile {deb}' failed: {data.stderr.decode()[-200:]}")
-        unpack = subprocess.run(["tar", "-x", "-C", str(out), member], input=data.stdout, capture_output=True)
-        if unpack.returncode != 0:
-            raise FetchError(f"{package}: unpacking {member} from {deb} failed: {unpack.stderr.decode()[-200:]}")
+        data = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        unpack = subprocess.run(["tar", "-x", "-C", str(out), member], stdin=data.stdout, capture_output=True)
+        data.stdout.close()
+        if data.wait() != 0 or unpack.returncode != 0:
+            error = (data.stderr.read() + unpack.stderr).decode(errors="replace").strip()[-200:]
+            raise FetchError(f"{package}: unpacking {member} from {deb} failed: {error}")
         (out / COMPLETE).write_text(deb.name + "\n")
-    return out / member
+    return tree(cache, package) / member
 
 
 def fetch_npm(cache: Path, package: str, members: list[str]) -> Path:
     """The unpacked ``package/`` folder of npm ``package`` holding only the members whose path starts
     with one of ``members`` (e.g. ``package/icons.json``); downloaded with ``npm pack`` if needed."""
-    folder = Path(cache) / cache_key(package)
-    out = tree(cache, package)
     if not is_unpacked(cache, package):
-        folder.mkdir(parents=True, exist_ok=True)
-        archive = _archive(folder, "*.tgz")
-        if archive is None:
-            name = _run(["npm", "pack", "--silent", package], folder, package).strip().splitlines()[-1]
-            archive = folder / name
-            if not archive.is_file():
-                raise FetchError(f"{package}: 'npm pack' did not write {archive}")
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        archive = _download(cache, package, "*.tgz", ["npm", "pack", package])
+        out = _empty_tree(cache, package)
         with tarfile.open(archive) as tar:
             chosen = [m for m in tar.getmembers()
                       if m.isfile() and any(m.name.startswith(prefix) for prefix in members)]
             safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}   # Python >= 3.9.17 / 3.11.4
             tar.extractall(out, members=chosen, **safe)
         (out / COMPLETE).write_text(archive.name + "\n")
-    return out / "package"
+    return tree(cache, package) / "package"
 
 
 def version_of(cache: Path, package: str) -> str:
