@@ -117,6 +117,9 @@ def test_wesnoth_is_deterministic_and_follows_its_options(tmp_path):
     assert sorted(_by_split(tmp_path / "d")["test"]) == ["magi.mage", "magi.troll", "magi.troll-whelp",
                                                           "magi.white-mage"]
     assert only_magi["classes"] == 4
+    for split in ("train", "val", "test"):          # a unit's split does not depend on the others chosen
+        assert _by_split(tmp_path / "d")[split].get("magi.white-mage") == \
+            _by_split(tmp_path / "a")[split].get("magi.white-mage")
     two = wesnoth_sprites.build(units, tmp_path / "e", max_classes=2)
     assert two["classes"] == 2 and set(_by_split(tmp_path / "e")["train"]) < set(_by_split(tmp_path / "a")["train"])
 

@@ -49,13 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--root", type=Path, required=True, help="writes ROOT/wesnoth and ROOT/emoji")
-    p.add_argument("--cache", type=Path, default=None, help="downloads and unpacked packages (default ROOT/.cache)")
+    p.add_argument("--cache", type=Path, default=None, help="downloads and unpacked packages; None: ROOT/.cache")
     p.add_argument("--sets", nargs="+", choices=("wesnoth", "emoji"), default=["wesnoth", "emoji"])
     p.add_argument("--seed", type=int, default=0, help="the splits' seed")
     w = p.add_argument_group("wesnoth (FGVC)")
     w.add_argument("--wesnoth-folders", nargs="+", default=list(WESNOTH_LINES),
-                   help="top-level folders of units/ to take classes from (the default: the loyalist, mage "
-                        "and drake upgrade lines), or 'all'")
+                   help="top-level folders of units/ to take classes from (the loyalist, mage and drake "
+                        "upgrade lines), or 'all'")
     w.add_argument("--wesnoth-classes", type=int, default=None,
                    help="keep this many classes, chosen at random (seeded) among those eligible")
     w.add_argument("--wesnoth-min-frames", type=int, default=10, help="classes need this many frames")
@@ -64,7 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     w.add_argument("--wesnoth-val-frames", type=int, default=5, help="validation frames per class")
     e = p.add_argument_group("emoji (Re-ID)")
     e.add_argument("--emoji-sources", nargs="+", default=list(emoji_vendors.DEFAULT_SOURCES),
-                   choices=sorted(emoji_vendors.SOURCES), help="drawing sets = cameras")
+                   choices=sorted(emoji_vendors.SOURCES), metavar="SET",
+                   help=f"drawing sets = cameras, of: {', '.join(sorted(emoji_vendors.SOURCES))}")
     e.add_argument("--emoji-query", default="google", help="the set whose drawings are the queries")
     e.add_argument("--emoji-min-sources", type=int, default=8, help="emoji need drawings in this many sets")
     e.add_argument("--emoji-identities", type=int, default=None,
@@ -99,8 +100,12 @@ def write_sources(folder: Path, lines: list[str], counts: dict) -> None:
 
 def prepare_wesnoth(args, cache: Path) -> dict:
     units = sources.fetch_deb(cache, WESNOTH_PACKAGE, WESNOTH_UNITS)
-    out = fresh_output(args.root / "wesnoth")
     folders = None if args.wesnoth_folders == ["all"] else args.wesnoth_folders
+    missing = [name for name in folders or [] if not (units / name).is_dir()]
+    if missing:
+        sys.exit(f"prepare.py: --wesnoth-folders {' '.join(missing)}: no such folder in {units}; it has "
+                 + ", ".join(sorted(p.name for p in units.iterdir() if p.is_dir())))
+    out = fresh_output(args.root / "wesnoth")
     counts = wesnoth_sprites.build(units, out, train_frames=args.wesnoth_train_frames,
                                    val_frames=args.wesnoth_val_frames, min_frames=args.wesnoth_min_frames,
                                    folders=folders, max_classes=args.wesnoth_classes, seed=args.seed)

@@ -22,12 +22,14 @@ standing), ``white-mage-idle-3.png``, ``white-mage-defend.png``, ``mage-attack-m
 - **Images:** RGBA (or palette) sprites composited onto a plain background, saved as RGB PNG at their
   own size (mostly 72×72).
 
-Everything is decided from sorted file names and ``seed``: the same input gives the same output.
+Everything is decided from sorted file names and ``seed``: the same input gives the same output, and
+a unit's split does not depend on which other units are chosen.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,8 +134,8 @@ def build(units_dir: Path, out: Path, *, train_frames: int = 5, val_frames: int 
         classes = {names[i]: classes[names[i]] for i in sorted(chosen)}
     counts = {"classes": len(classes), "frames": sum(len(f) for f in classes.values()),
               **{split: 0 for split in SPLITS}, "left_out": 0, "image_sizes": {}}
-    for index, (name, frames) in enumerate(classes.items()):
-        rng = np.random.default_rng([seed, 2, index])
+    for name, frames in classes.items():
+        rng = np.random.default_rng([seed, 2, zlib.crc32(name.encode())])   # a unit's split: the same in any subset
         pools = split_class(frames, train_frames, val_frames, rng)
         for split, members in pools.items():
             for frame in members:
