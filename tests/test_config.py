@@ -19,7 +19,8 @@ def test_defaults_are_the_fgvc_demo_config():
 def test_every_shipped_config_parses(path):
     config = load_config(path)
     assert config.name == path.stem or path.parent.name == "demo"
-    assert config.task == ("reid" if path.parent.name == "reid" or path.stem == "reid" else "fgvc")
+    reid = path.parent.name == "reid" or f"{path.parent.name}/{path.stem}" in ("demo/reid", "transfer/emoji")
+    assert config.task == ("reid" if reid else "fgvc")
 
 
 # The paper's training settings (§4.1 FGVC, §4.2 Re-ID, the latter TransReID's), written out once.
