@@ -76,7 +76,7 @@ def test_ablate_over_configs_and_backbones_writes_the_paper_shaped_table(tmp_pat
             "train.warmup_epochs=0", "data.batch_size=8", "data.img_size=[32, 32]", "data.resize_size=[32, 32]",
             "data.synthetic_options={train_per_class: 2, test_per_class: 1}", f"data.root={tmp_path / 'data'}"]
     configs = [str(CONFIGS / "demo" / "fgvc.yaml"), str(CONFIGS / "demo" / "fgvc_few.yaml")]
-    assert main(["ablate", "--config", *configs, "--backbones", "vit_tiny_patch16_224,deit_tiny_patch16_224.fb_in1k",
+    assert main(["ablate", "--config", configs[0], "--config", configs[1], "--backbones", "vit_tiny_patch16_224,deit_tiny_patch16_224.fb_in1k",
                  "--seeds", "0", "--out", str(out), *tiny]) == 0
     table = json.loads((out / "paper_table.json").read_text())["fgvc"]
     names = [load_config(path).name for path in configs]

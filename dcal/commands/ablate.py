@@ -26,7 +26,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", nargs="+", help="YAML config(s) (default: the synthetic FGVC demo)")
+    parser.add_argument("--config", action="append", help="YAML config; repeat it for a table of several "
+                                                          "(default: the synthetic FGVC demo)")
     parser.add_argument("--backbones", help="comma-separated timm backbones, each ablated on every config "
                                             "(e.g. deit_tiny_patch16_224.fb_in1k,deit_small_patch16_224.fb_in1k)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
@@ -106,8 +107,8 @@ def run(args) -> int:
 def continue_command(args, out_dir) -> str:
     """The ``dcal ablate`` command that continues this ablation (paths shell-quoted)."""
     words = ["dcal", "ablate"]
-    if args.config:
-        words += ["--config", *args.config]
+    for config in args.config or ():
+        words += ["--config", config]
     if args.backbones:
         words += ["--backbones", args.backbones]
     words += ["--seeds", *map(str, args.seeds)]

@@ -33,6 +33,7 @@ from typing import Callable, Optional, Sequence
 
 from dcal.config import Config, load_config
 from dcal.engine import distributed, run_folder, trainer
+from dcal.engine.run_log import read_records
 from dcal.errors import ConfigError
 from dcal.evaluation.paper_figures import PAPER_METRICS, paper_reference
 
@@ -174,8 +175,7 @@ def collect(ablation: Ablation, pending: Optional[dict] = None, upto: Optional[A
 def final_metrics(run_dir, config: Config) -> dict:
     """The last evaluation of ``run_dir`` (the last line of its ``metrics.jsonl``, at the final epoch)."""
     path = Path(run_dir) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []
+    records = read_records(path)
     final = [r for r in records if r.get("epoch") == config.train.epochs]
     if not final:
         raise run_folder.RunFolderError(f"{path} has no evaluation of the final epoch {config.train.epochs}")
