@@ -9,23 +9,16 @@ from dcal.config import load_config
 from dcal.data.records import ReIDRecord
 from dcal.engine.evaluator import evaluate
 from test_reid_metrics import eval_market1501, random_problem
+from test_reid_without_cameras import Features
 
 
-class _Features(torch.utils.data.Dataset):
-    """Images that are their own features: the first half of the vector is SA's, the second GLCA's."""
-
-    def __init__(self, x, pids, camids):
-        self.x = x
-        self.records = [ReIDRecord(path=f"{i}.jpg", pid=int(p), camid=int(c), original_pid=int(p)) for i, (p, c) in enumerate(zip(pids, camids))]
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"image": self.x[i], "target": self.records[i].pid, "index": i}
+def _records(pids, camids):
+    return [ReIDRecord(path=f"{i}.jpg", pid=int(p), camid=int(c), original_pid=int(p)) for i, (p, c) in enumerate(zip(pids, camids))]
 
 
 class _TwoBranches(torch.nn.Module):
+    """Images that are their own features: the first half of the vector is SA's, the second GLCA's."""
+
     neck_feat = "before"
 
     def __init__(self, glca=True):
@@ -54,8 +47,8 @@ def test_each_branch_is_scored_on_its_own_feature():
     # GLCA's features: the same identities, but noisier, so the branches score differently
     glca_q = sa_q + rng.normal(size=sa_q.shape).astype(np.float32) * 2
     glca_g = sa_g + rng.normal(size=sa_g.shape).astype(np.float32) * 2
-    query = _Features(torch.from_numpy(np.concatenate([sa_q, glca_q], 1)), q_pids, q_cams)
-    gallery = _Features(torch.from_numpy(np.concatenate([sa_g, glca_g], 1)), g_pids, g_cams)
+    query = Features(np.concatenate([sa_q, glca_q], 1), _records(q_pids, q_cams))
+    gallery = Features(np.concatenate([sa_g, glca_g], 1), _records(g_pids, g_cams))
     config = load_config(None, ["task=reid", "eval.batch_size=7"])
     metrics = evaluate(_TwoBranches(), {"query": query, "gallery": gallery}, config)
     q, g = (q_pids, q_cams), (g_pids, g_cams)

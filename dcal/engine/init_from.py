@@ -30,7 +30,7 @@ import torch
 
 from dcal.errors import CheckpointError
 from dcal.model.heads import BNNeckHead, LinearHead
-from dcal.model.pretrained import _names
+from dcal.model.weight_dtypes import key_names
 from dcal.model.weight_dtypes import fit_dtypes
 
 POS_EMBED_KEY = "backbone.pos_embed"
@@ -54,12 +54,12 @@ class InitReport:
         lines = [f"model.init_from {self.path} ({self.source}): loaded {len(self.loaded)} tensors ("
                  + ", ".join(f"{name} {count}" for name, count in groups.items()) + ")"]
         if self.resampled:
-            lines.append(f"  resampled: {_names(self.resampled)}")
-        lines.append(f"  re-initialised: {_names(self.reinitialised) if self.reinitialised else 'none'}")
+            lines.append(f"  resampled: {key_names(self.resampled)}")
+        lines.append(f"  re-initialised: {key_names(self.reinitialised) if self.reinitialised else 'none'}")
         if self.converted:
-            lines.append(f"  converted to the model's dtype: {_names(self.converted)}")
+            lines.append(f"  converted to the model's dtype: {key_names(self.converted)}")
         if self.unused:
-            lines.append(f"  unused from the file: {_names(self.unused)}")
+            lines.append(f"  unused from the file: {key_names(self.unused)}")
         return "\n".join(lines)
 
 
@@ -112,7 +112,7 @@ def init_from(model: torch.nn.Module, path) -> InitReport:
             problems.append(f"{key} (file {tuple(value.shape)}, model {tuple(expected.shape)})")
     if problems:
         raise CheckpointError(f"model.init_from: {path} does not fit the model beyond its heads — "
-                              f"{_names(problems)}; it was trained with another backbone or model settings")
+                              f"{key_names(problems)}; it was trained with another backbone or model settings")
     report.unused = sorted(key for key in state if key not in target)
     model.load_state_dict(fitting, strict=False)
     return report

@@ -22,10 +22,9 @@ from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_
 
 from dcal.errors import CheckpointError
 from dcal.model.torch_files import load_torch_file
-from dcal.model.weight_dtypes import fit_dtypes, warn_conversions
+from dcal.model.weight_dtypes import fit_dtypes, key_names, warn_conversions
 
 CLASSIFIER_PREFIXES = ("head.", "head_dist.")
-SHOWN_KEYS = 12
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -43,11 +42,6 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{path}: cannot read weights ({error})") from error
     raise CheckpointError(f"{path}: unknown weights format {suffix!r}; expected .safetensors, .pth, .pt or .npz")
-
-
-def _names(keys: list[str]) -> str:
-    shown = ", ".join(keys[:SHOWN_KEYS])
-    return shown + (f", … ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
 
 
 def load_weights(vit: VisionTransformer, path: Union[str, os.PathLike]) -> None:
@@ -90,11 +84,11 @@ def load_fitting_state(module: torch.nn.Module, state: dict, what: str, source: 
     if missing or unexpected or mismatched:
         problems = []
         if missing:
-            problems.append(f"missing keys: {_names(missing)}")
+            problems.append(f"missing keys: {key_names(missing)}")
         if unexpected:
-            problems.append(f"unexpected keys: {_names(unexpected)}")
+            problems.append(f"unexpected keys: {key_names(unexpected)}")
         if mismatched:
-            problems.append(f"shape mismatches: {_names(mismatched)}")
+            problems.append(f"shape mismatches: {key_names(mismatched)}")
         raise CheckpointError(f"{what} — " + "; ".join(problems))
     state, converted = fit_dtypes(expected, state, source)
     module.load_state_dict(state, strict=True)

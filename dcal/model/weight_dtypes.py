@@ -18,6 +18,16 @@ import torch
 from dcal.errors import CheckpointError
 
 
+#: How many keys an error message names before it counts the rest.
+SHOWN_KEYS = 12
+
+
+def key_names(keys: list[str]) -> str:
+    """The first :data:`SHOWN_KEYS` of ``keys`` for a message, and how many there are in all."""
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f", … ({len(keys)} in all)" if len(keys) > SHOWN_KEYS else "")
+
+
 def fit_dtypes(expected: dict, state: dict, what: str) -> tuple[dict, list[str]]:
     """``(state converted to expected's dtypes, ["key float16 -> float32", ...])`` for the keys both
     hold; a :class:`CheckpointError` starting with ``what`` when a conversion would lose the values."""
@@ -33,10 +43,8 @@ def fit_dtypes(expected: dict, state: dict, what: str) -> tuple[dict, list[str]]
         if value.is_floating_point():  # integer counters (BatchNorm's num_batches_tracked) need no word
             converted.append(f"{key} {_name(value.dtype)} -> {_name(target.dtype)}")
     if refused:
-        from dcal.model.pretrained import _names
-
         raise CheckpointError(
-            f"{what}: {len(refused)} tensors are not floating point where the model's are — {_names(refused)}; "
+            f"{what}: {len(refused)} tensors are not floating point where the model's are — {key_names(refused)}; "
             "loading them would truncate the weights to integers. Use a file of the model's weights as saved "
             "(float32, float16 or bfloat16)"
         )
@@ -50,9 +58,7 @@ class WeightsConvertedWarning(UserWarning):
 def warn_conversions(converted: list[str], what: str) -> None:
     """A :class:`WeightsConvertedWarning` naming the converted tensors (none when nothing was)."""
     if converted:
-        from dcal.model.pretrained import _names
-
-        warnings.warn(f"{what}: converted {len(converted)} tensors to the model's dtype ({_names(converted)})",
+        warnings.warn(f"{what}: converted {len(converted)} tensors to the model's dtype ({key_names(converted)})",
                       WeightsConvertedWarning, stacklevel=3)
 
 
