@@ -59,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     w.add_argument("--wesnoth-classes", type=int, default=None,
                    help="keep this many classes, chosen at random (seeded) among those eligible")
     w.add_argument("--wesnoth-min-frames", type=int, default=10, help="classes need this many frames")
-    w.add_argument("--wesnoth-train-frames", type=int, default=5, help="training frames per class (0: all of "
+    w.add_argument("--wesnoth-train-frames", type=int, default=10, help="training frames per class (0: all of "
                    "the training animation groups)")
     w.add_argument("--wesnoth-val-frames", type=int, default=5, help="validation frames per class")
     e = p.add_argument_group("emoji (Re-ID)")
@@ -68,9 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"drawing sets = cameras, of: {', '.join(sorted(emoji_vendors.SOURCES))}")
     e.add_argument("--emoji-query", default="google", help="the set whose drawings are the queries")
     e.add_argument("--emoji-min-sources", type=int, default=8, help="emoji need drawings in this many sets")
-    e.add_argument("--emoji-identities", type=int, default=None,
-                   help="keep this many emoji, chosen at random (seeded) among those eligible (half are trained on)")
-    e.add_argument("--emoji-val-fraction", type=float, default=0.2,
+    e.add_argument("--emoji-identities", type=int, default=240,
+                   help="keep this many emoji, chosen at random (seeded) among those eligible (half are trained "
+                        "on); 0: all")
+    e.add_argument("--emoji-val-fraction", type=float, default=0.25,
                    help="share of the training emoji that are the validation layout's query and gallery (emoji/val)")
     args = p.parse_args(argv)
     if args.emoji_query not in args.emoji_sources:
@@ -129,7 +130,7 @@ def prepare_emoji(args, cache: Path) -> dict:
              for name in needed}
     out = fresh_output(args.root / "emoji")
     counts = emoji_vendors.build(trees, out, chosen=args.emoji_sources, query=args.emoji_query,
-                                 min_sources=args.emoji_min_sources, max_identities=args.emoji_identities,
+                                 min_sources=args.emoji_min_sources, max_identities=args.emoji_identities or None,
                                  val_fraction=args.emoji_val_fraction, seed=args.seed)
     write_sources(out, [f"{s.package} ({sources.version_of(cache, s.package)}): {s.licence}"
                         + (f", {s.note}" if s.note else "") + ("" if s.name in args.emoji_sources else
