@@ -34,7 +34,7 @@ from typing import Callable, Optional, Sequence
 from dcal.config import Config, load_config
 from dcal.engine import distributed, run_folder, trainer
 from dcal.engine.run_log import read_records
-from dcal.errors import ConfigError
+from dcal.errors import CheckpointError, ConfigError
 from dcal.evaluation.paper_figures import PAPER_METRICS, paper_reference
 
 PWCA_VARIANTS = ("pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
@@ -87,9 +87,10 @@ class AblationRun:
     config: Config
 
     def finished(self) -> bool:
-        if run_folder.run_state(self.run_dir) == "absent":
+        try:
+            progress = run_folder.read_progress(self.run_dir)
+        except CheckpointError:  # an unreadable last.pt: an unfinished run
             return False
-        progress = run_folder.read_progress(self.run_dir)
         return progress is not None and progress.finished(self.config.train.epochs)
 
 

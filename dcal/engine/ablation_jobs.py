@@ -30,7 +30,7 @@ from dcal.errors import TrainingInterrupted
 
 
 def launch_ablation(ablations: list, launcher: str, jobs: Optional[int] = None, wait: bool = False,
-                    log=print, poll_s: float = 2.0) -> list:
+                    log=print, poll_s: float = 10.0) -> list:
     """Submit the runs of every ablation in ``ablations`` (at most ``jobs`` waiting at once over all
     of them), with ``wait`` wait, and collect; returns each ablation's ``ablation.json`` content."""
     submitted = set()  # runs submitted by this invocation: a failure is not resubmitted in the same one
