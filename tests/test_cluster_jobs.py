@@ -51,6 +51,7 @@ def test_ablation_submitted_collected_and_recollected_without_resubmitting(tmp_p
     for variant in ("baseline", "dcal"):
         (run,) = result["variants"][variant]["runs"]
         assert run["metrics"]["epoch"] == 1 and 0 <= run["metrics"]["top1"] <= 100
+        assert run["cpu_s"] > 0 and run["wall_s"] > 0  # the job's own training time, as an inline run's
     assert main(args) == 0 and _job_ids(out) == submitted  # collected again: still no job submitted
 
 

@@ -19,7 +19,8 @@ finished, resumes unfinished ones (an interrupted ablation continues where it st
 "run_dir": ..., "metrics": {...final evaluation...}}], "mean": float, "std": float}}}``; ``std``
 is the sample standard deviation over the seeds (0 with one seed).  Each run trained by an ablation also carries
 ``wall_s`` and ``cpu_s``, the seconds its training took, kept in the run folder
-(:data:`TIMING_FILE`) so that a later invocation that skips the run still reports them.
+(:data:`dcal.engine.run_log.TIMING_FILE`, summed over a resumed run's parts, also when a job trained it) so that a
+later invocation that skips the run still reports them.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Callable, Optional, Sequence
 
 from dcal.config import Config, load_config
 from dcal.engine import distributed, run_folder, trainer
-from dcal.engine.run_log import read_records
+from dcal.engine.run_log import add_timing, read_records, read_timing
 from dcal.errors import CheckpointError, ConfigError
 from dcal.evaluation.paper_figures import PAPER_METRICS, paper_reference
 
@@ -44,7 +45,6 @@ GLCA_SETTINGS = {
 }
 VARIANTS = ("baseline", "glca", "pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
 #: written into each run folder that an ablation trained: the wall and CPU seconds it took
-TIMING_FILE = "ablation_timing.json"
 DEFAULT_VARIANTS = VARIANTS[:5]
 
 
@@ -144,8 +144,7 @@ def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out
         log(f"ablation: {'resuming' if resume else 'training'} {run.variant}, seed {run.seed} in {run.run_dir}")
         wall, cpu = time.perf_counter(), time.process_time()
         train(run.config, run.run_dir, resume)
-        timing = {"wall_s": round(time.perf_counter() - wall, 1), "cpu_s": round(time.process_time() - cpu, 1)}
-        (run.run_dir / TIMING_FILE).write_text(json.dumps(timing) + "\n", encoding="utf-8")
+        add_timing(run.run_dir, time.perf_counter() - wall, time.process_time() - cpu)
         collect(ablation, upto=run)
     return collect(ablation)
 
@@ -163,7 +162,7 @@ def collect(ablation: Ablation, pending: Optional[dict] = None, upto: Optional[A
                                                             "paper": paper_reference(run.config)})
         if run.finished():
             entry["runs"].append({"seed": run.seed, "run_dir": str(run.run_dir),
-                                  "metrics": final_metrics(run.run_dir, run.config), **_read_timing(run.run_dir)})
+                                  "metrics": final_metrics(run.run_dir, run.config), **read_timing(run.run_dir)})
         _summarise(entry, ablation.metric)
         if run is upto:
             break
@@ -251,15 +250,6 @@ def _mean_std(values) -> str:
 
 def _fmt(value) -> str:
     return "—" if value is None else f"{value:.2f}"
-
-
-def _read_timing(run_dir: Path) -> dict:
-    """Wall and CPU seconds of the invocation that trained ``run_dir`` (its :data:`TIMING_FILE`), if known."""
-    path = run_dir / TIMING_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _train_here(base: Config) -> Callable:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from dcal.config import Config, config_from_dict
+from dcal.engine.run_log import add_timing
 from dcal.errors import DCALError, TrainingInterrupted
 
 LAUNCHERS = ("inline", "local", "slurm")
@@ -62,8 +63,11 @@ class TrainJob:
         context = distributed.setup(config.train.device, config.train.threads)
         resume = (Path(run_dir) / "checkpoints" / "last.pt").is_file()
         print(f"{'resuming' if resume else 'starting'} the run in {run_dir}", flush=True)
+        wall, cpu = time.perf_counter(), time.process_time()
         try:
             metrics = trainer.train(config, run_dir, resume=resume, context=context).metrics
+            if context.is_main:  # the seconds an ablation reports beside the run
+                add_timing(run_dir, time.perf_counter() - wall, time.process_time() - cpu)
         except TrainingInterrupted as stopped:
             if stopped.signum == submitit.JobEnvironment._usr_sig():
                 # last.pt is written: submitit's own handler (restored now) calls checkpoint() and requeues

@@ -14,6 +14,25 @@ from pathlib import Path
 from dcal.errors import RunFolderError
 
 
+#: The wall and CPU seconds a run's training took, summed over its parts (a resumed run adds to it).
+TIMING_FILE = "ablation_timing.json"
+
+
+def add_timing(run_dir, wall_s: float, cpu_s: float) -> None:
+    """Add ``wall_s`` and ``cpu_s`` (the training process's) to ``run_dir``'s :data:`TIMING_FILE`."""
+    before = read_timing(run_dir)
+    timing = {"wall_s": round(before.get("wall_s", 0.0) + wall_s, 1), "cpu_s": round(before.get("cpu_s", 0.0) + cpu_s, 1)}
+    (Path(run_dir) / TIMING_FILE).write_text(json.dumps(timing) + "\n", encoding="utf-8")
+
+
+def read_timing(run_dir) -> dict:
+    """``{"wall_s", "cpu_s"}`` of ``run_dir``'s training, or ``{}`` when they were not recorded."""
+    try:
+        return json.loads((Path(run_dir) / TIMING_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def complete_lines(path) -> list[str]:
     """The lines of ``metrics.jsonl`` that were written whole: a last line without its newline (a
     write cut short by a full disk or a kill) is left out."""
