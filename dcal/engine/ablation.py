@@ -214,7 +214,7 @@ def markdown_table(result: dict) -> str:
         per_seed = ", ".join(f"s{run['seed']}: {_fmt(v)}" for run, v in zip(entry["runs"], values))
         cells = [_mean_std([run["metrics"].get(key) for run in entry["runs"]]) for key, _ in columns]
         paper = [format_paper(entry.get("paper"), "top1" if metric == "top1" else "reid")] if with_paper else []
-        lines.append(f"| {variant} | {_fmt(entry['mean'])} ± {_fmt(entry['std'])} | {per_seed} | "
+        lines.append(f"| {variant} | {_mean_std(values)} | {per_seed} | "
                      + " | ".join([*paper, *cells]) + " |")
     lines.append("")
     lines.append("std: sample standard deviation over the seeds. Per-branch columns: mean ± std."
