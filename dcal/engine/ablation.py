@@ -44,7 +44,6 @@ GLCA_SETTINGS = {
     "dcal_last": ("last", "local"), "dcal_cls": ("rollout", "cls"),
 }
 VARIANTS = ("baseline", "glca", "pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
-#: written into each run folder that an ablation trained: the wall and CPU seconds it took
 DEFAULT_VARIANTS = VARIANTS[:5]
 
 
@@ -149,18 +148,20 @@ def run_ablation(config_path, seeds: Sequence[int], variants: Sequence[str], out
     return collect(ablation)
 
 
-def collect(ablation: Ablation, pending: Optional[dict] = None, upto: Optional[AblationRun] = None) -> dict:
+def collect(ablation: Ablation, pending: Optional[dict] = None, upto: Optional[AblationRun] = None,
+            finished: Optional[set] = None) -> dict:
     """Gather the finished runs into ``ablation.json`` and ``ablation.md`` and return the content.
 
     ``pending``: ``{run folder name: {"state": "queued" | "failed", "job": ..., "error": ...}}`` of
     the runs that have not finished, listed in both files.  ``upto``: only the runs up to this one
-    (an inline ablation writes its reports after every run).
+    (an inline ablation writes its reports after every run).  ``finished``: the run folders already
+    known to be finished (default: each run's checkpoint is read).
     """
     result = {"metric": ablation.metric, "variants": {}}
     for run in ablation.runs:
         entry = result["variants"].setdefault(run.variant, {"overrides": ablation.variants[run.variant], "runs": [],
                                                             "paper": paper_reference(run.config)})
-        if run.finished():
+        if (run.run_dir in finished) if finished is not None else run.finished():
             entry["runs"].append({"seed": run.seed, "run_dir": str(run.run_dir),
                                   "metrics": final_metrics(run.run_dir, run.config), **read_timing(run.run_dir)})
         _summarise(entry, ablation.metric)

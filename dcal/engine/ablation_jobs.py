@@ -36,11 +36,13 @@ def launch_ablation(ablations: list, launcher: str, jobs: Optional[int] = None, 
     submitted = set()  # runs submitted by this invocation: a failure is not resubmitted in the same one
     gpus = _gpu_count(launcher, ablations[0])
     runs = [run for ablation in ablations for run in ablation.runs]
+    finished = set()  # a finished run stays finished: its checkpoint is read until it is
     with StopSignals() as stop:
         while True:
             pending, waiting, free = {}, [], []
             for run in runs:
-                if run.finished():
+                if run.run_dir in finished or run.finished():
+                    finished.add(run.run_dir)
                     continue
                 record = cluster_job.read_record(run.run_dir)
                 state, error = cluster_job.job_status(record) if record else (None, None)
@@ -63,7 +65,8 @@ def launch_ablation(ablations: list, launcher: str, jobs: Optional[int] = None, 
                 log(f"ablation: submitted {run.variant}, seed {run.seed} as {launcher} job {record['job_id']}"
                     + (f" (the previous job failed: {error})" if error else ""))
                 pending[run.run_dir] = {"state": "queued or running", "job": f"{launcher} job {record['job_id']}"}
-            results = [collect(ablation, {path.name: job for path, job in pending.items() if path.parent == ablation.out_dir})
+            results = [collect(ablation, {path.name: job for path, job in pending.items() if path.parent == ablation.out_dir},
+                               finished=finished)
                        for ablation in ablations]
             if not wait or not waiting:
                 return results
