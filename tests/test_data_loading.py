@@ -61,6 +61,27 @@ def test_skip_corrupt_warns_counts_and_collate_drops(tmp_path):
         collate_skipping_corrupt([dataset[1]])
 
 
+def test_decoding_on_many_threads_leaves_the_warning_machinery_as_it_found_it(tmp_path, monkeypatch):
+    """dcal.data.verify decodes on a thread pool; warnings.catch_warnings is process-wide, so two
+    threads inside it at once could leave Python's default printer (or a filter) installed, and a
+    command's later warnings would no longer be its one-line messages."""
+    import warnings
+
+    from dcal.data.verify import undecodable
+
+    def printer(*args, **kwargs):
+        pass
+
+    monkeypatch.setattr(warnings, "showwarning", printer)
+    filters = list(warnings.filters)
+    colours = [(i, 255 - i, (7 * i) % 256) for i in range(48)]
+    records = [FGVCRecord(image_file(tmp_path / f"{i}.png", colour, size=(96, 96)), 0) for i, colour in enumerate(colours)]
+    for _ in range(5):
+        assert undecodable(records, threads=8) == {}
+        assert warnings.showwarning is printer
+        assert warnings.filters == filters
+
+
 def test_fgvc_transforms_follow_the_paper(tmp_path):
     # a 2-pixel-wide red stripe at the far left: the 448 test crop of a 550 resize cuts it off
     image = Image.new("RGB", (100, 100), (0, 0, 255))

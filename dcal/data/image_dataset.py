@@ -15,6 +15,7 @@ processes and batches never contain silent zeros.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -41,10 +42,9 @@ def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
     decompression-bomb warning becomes a :class:`LargeImageWarning` naming it.
     """
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image = to_rgb8(image)
+        opened, caught = _open_recording_warnings(path)
+        with opened:
+            image = to_rgb8(opened)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"cannot read image {path}: {error}") from None
     for warning in caught:  # Pillow's warnings name no file: say which image, in dcal's words
@@ -59,6 +59,21 @@ def load_image(path: str, crop_bottom: int = 0) -> Image.Image:
             raise DatasetError(f"image {path} is {image.height} pixels high, too small to remove a {crop_bottom}-pixel banner")
         image = image.crop((0, 0, image.width, image.height - crop_bottom))
     return image
+
+
+# warnings.catch_warnings swaps process-wide state (the filters and warnings.showwarning) and puts
+# back what it found: two threads inside it at once can leave another thread's state installed for
+# good, e.g. a command's warning printer replaced by Python's default.  Images are read on several
+# threads (dcal.data.verify), so one thread at a time records; the decoding itself runs unlocked.
+_RECORDING = threading.Lock()
+
+
+def _open_recording_warnings(path: str) -> tuple[Image.Image, list]:
+    """``Image.open(path)`` (the header only; Pillow's decompression-bomb check happens here) and the
+    warnings it issued."""
+    with _RECORDING, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Image.DecompressionBombWarning)
+        return Image.open(path), caught
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
