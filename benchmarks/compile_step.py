@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dcal.config import load_config  # noqa: E402
 from dcal.engine.losses import DCALLoss  # noqa: E402
 from dcal.engine.model_setup import build_model  # noqa: E402
-from dcal.engine.trainer import TrainStep  # noqa: E402
+from dcal.engine.train_step import TrainStep  # noqa: E402
 from dcal.model.pairing import distractor_index  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo" / "fgvc.yaml"

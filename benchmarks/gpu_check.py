@@ -57,7 +57,7 @@ import timm  # noqa: E402
 
 import dcal  # noqa: E402
 from dcal.engine.losses import DCALLoss  # noqa: E402
-from dcal.engine.trainer import TrainStep  # noqa: E402
+from dcal.engine.train_step import TrainStep  # noqa: E402
 from dcal.model.pairing import distractor_index  # noqa: E402
 
 FULL = {

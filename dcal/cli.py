@@ -1,7 +1,9 @@
 """The ``dcal`` command: one sub-command per task, each implemented in ``dcal/commands/<name>.py``.
 
 Every command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.  A module is
-imported only when its command runs, so ``dcal data`` does not pay for importing the engine.
+imported only when its command runs, so ``dcal data`` does not pay for importing the engine, and
+its ``run`` imports torch and the engine inside, so ``dcal <command> --help`` and argument errors
+come back at once.
 Errors a user can cause (:class:`dcal.errors.DCALError`) are printed as one line, without a
 traceback, and exit with status 2; warnings are printed as one line each, once.
 """

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dcal.engine.checkpoint import restore_training_state
+from dcal.engine.train_state import restore_training_state
 from dcal.errors import CheckpointError
 
 

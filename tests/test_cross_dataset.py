@@ -12,7 +12,7 @@ from dcal.cli import main
 from dcal.config import load_config
 from dcal.engine.checkpoint import read_checkpoint, save_safetensors
 from dcal.engine.init_from import init_from
-from dcal.engine.model_setup import build_model
+from dcal.engine.model_setup import build_model, new_run_model
 from dcal.errors import CheckpointError
 from tiny_datasets import write_tiny_fgvc, write_tiny_reid
 
@@ -98,7 +98,7 @@ def _duke_config(market_run, *extra):
 def test_init_from_loads_all_but_the_classifiers_of_another_class_count(market_run, capsys):
     source = read_checkpoint(market_run["last"])["model"]
     capsys.readouterr()
-    model = build_model(_duke_config(market_run), 4)
+    model = new_run_model(_duke_config(market_run), 4)
     out = capsys.readouterr().out
     assert f"model.init_from {market_run['last']} (weights): loaded {len(source) - 2} tensors" in out
     assert ("re-initialised: sa_head.classifier.weight (file (6, 32), model (4, 32)), "
@@ -115,7 +115,7 @@ def test_init_from_safetensors_and_resampled_position_embedding(market_run, caps
     state = read_checkpoint(market_run["last"])
     weights = market_run["tmp"] / "market.safetensors"
     save_safetensors(state["model"], weights, {"config": state["config"], "num_classes": 6, "class_names": None})
-    model = build_model(_duke_config(market_run, "data.img_size=[48, 32]", f"model.init_from={weights}"), 4)
+    model = new_run_model(_duke_config(market_run, "data.img_size=[48, 32]", f"model.init_from={weights}"), 4)
     out = capsys.readouterr().out
     assert f"model.init_from {weights} (weights)" in out
     assert "resampled: backbone.pos_embed (1, 9, 32) -> (1, 25, 32)" in out

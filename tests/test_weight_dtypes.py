@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 import dcal
 from dcal.config import load_config
-from dcal.engine.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from dcal.engine.checkpoint import read_checkpoint, save_checkpoint
+from dcal.engine.trained_model import model_from_checkpoint
 from dcal.engine.init_from import init_from
 from dcal.engine.model_setup import build_model
 from dcal.errors import CheckpointError

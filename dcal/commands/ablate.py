@@ -45,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.config import load_config
     from dcal.engine import paper_table
     from dcal.engine.ablation import markdown_table, parse_variants, plan_ablation, run_ablation

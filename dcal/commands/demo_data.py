@@ -17,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.data.synthetic import SYNTHETIC_LAYOUT, write_synthetic
 
     root = write_synthetic(args.task, args.out, {"seed": args.seed})

@@ -31,52 +31,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.config import apply_overrides, load_config
     from dcal.engine import distributed
-    from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
-    from dcal.engine.data_setup import build_eval_data, eval_split_names, extra_eval_data, load_splits
-    from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
-    from dcal.evaluation.paper_figures import format_reference, paper_reference
-    from dcal.evaluation.report import format_metrics
+    from dcal.engine.data_setup import extra_eval_data, load_splits, test_sets
+    from dcal.engine.evaluator import evaluate, evaluate_extra
+    from dcal.engine.trained_model import load_trained
+    from dcal.evaluation.paper_figures import paper_reference
     from dcal.errors import CheckpointError
 
-    state = read_checkpoint(args.checkpoint)
-    config = load_config(args.config) if args.config else checkpoint_config(state, args.checkpoint)
-    if args.dataset or args.root:
-        config = _on_dataset(config, args.dataset, args.root, args.checkpoint, state)
-    config = apply_overrides(config, args.overrides)
+    trained = load_trained(args.checkpoint, config=load_config(args.config) if args.config else None,
+                           overrides=args.overrides, device="cpu", ema={"auto": None, "yes": True, "no": False}[args.ema])
+    config = trained.config
+    if args.dataset or args.root:  # the overrides apply to the new dataset too
+        config = apply_overrides(_on_dataset(config, args.dataset, args.root, args.checkpoint, trained.task), args.overrides)
     context = distributed.setup(config.train.device, config.train.threads)
     try:
-        model, config = model_from_checkpoint(state, args.checkpoint, config=config,
-                                              ema={"auto": None, "yes": True, "no": False}[args.ema])
-        model.to(context.device)
+        model = trained.model.to(context.device)
         splits = load_splits(config)
-        if config.task == "fgvc" and splits.num_classes != int(state["num_classes"]):
-            raise CheckpointError(f"{args.checkpoint} has {state['num_classes']} classes, "
+        if config.task == "fgvc" and splits.num_classes != trained.num_classes:
+            raise CheckpointError(f"{args.checkpoint} has {trained.num_classes} classes, "
                                   f"{config.data.dataset} at {config.data.root} has {splits.num_classes}")
-        datasets = {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
-        extra_sets = extra_eval_data(config, int(state["num_classes"]))
-        metrics = {"epoch": state.get("epoch"), **evaluate(model, datasets, config, context),
+        extra_sets = extra_eval_data(config, trained.num_classes)
+        metrics = {"epoch": trained.epoch, **evaluate(model, test_sets(config, splits), config, context),
                    **evaluate_extra(model, extra_sets, config, context)}
     except BaseException as error:
         if not context.distributed:
             raise
         distributed.abort(context, error)
     if context.is_main:
-        reference = paper_reference(config)
-        if args.json:
-            emit({**metrics, "paper": reference})
-        else:
-            print(format_metrics(config.task, metrics), flush=True)
-            print(format_reference(config.task, reference), flush=True)
-        if not args.json:
-            for name in extra_sets:
-                print(f"  {name}: " + format_metrics(config.task, unprefixed(metrics, name)), flush=True)
+        print_results(metrics, paper_reference(config), extra_sets, config.task, args.json)
     return distributed.finish(context, 0)
 
 
-def _on_dataset(config, dataset: str, root: str, checkpoint, state: dict):
+def print_results(metrics: dict, reference, extra_sets: dict, task: str, as_json: bool) -> None:
+    """The metrics and the paper's figures: one JSON object, or lines (one per extra test set)."""
+    from dcal.engine.evaluator import unprefixed
+    from dcal.evaluation.paper_figures import format_reference
+    from dcal.evaluation.report import format_metrics
+
+    if as_json:
+        emit({**metrics, "paper": reference})
+        return
+    print(format_metrics(task, metrics), flush=True)
+    print(format_reference(task, reference), flush=True)
+    for name in extra_sets:
+        print(f"  {name}: " + format_metrics(task, unprefixed(metrics, name)), flush=True)
+
+
+def _on_dataset(config, dataset: str, root: str, checkpoint, task: str):
     """``config`` evaluating ``dataset`` at ``root`` alone (none of the old dataset's splits,
     options or ``eval.datasets``); the dataset must be of the checkpoint's task."""
     import copy
@@ -86,7 +88,6 @@ def _on_dataset(config, dataset: str, root: str, checkpoint, state: dict):
 
     if not (dataset and root):
         raise ConfigError("--dataset and --root go together: --dataset NAME --root FOLDER")
-    task = state.get("task", config.task)
     if dataset_task(dataset) != task:
         raise CheckpointError(f"--dataset {dataset} is a {dataset_task(dataset)} dataset, but {checkpoint} is a "
                               f"{task} checkpoint; evaluate it on a {task} dataset")

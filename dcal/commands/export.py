@@ -21,7 +21,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.commands.output_paths import check_output_file
     from dcal.data.input_config import resolve_input_config
     from dcal.export.onnx import check_onnx, export_onnx, output_name

@@ -24,7 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.config import load_config
     from dcal.commands.output_paths import check_output_file
     from dcal.engine.data_setup import build_eval_data

@@ -24,7 +24,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     import numpy as np
 
     from dcal.errors import ConfigError

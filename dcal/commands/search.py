@@ -33,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.commands.json_output import emit
     import sys
     from pathlib import Path

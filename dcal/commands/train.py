@@ -3,7 +3,7 @@
 With no arguments: the synthetic FGVC demo on the CPU (the set is written to ``data/demo-fgvc``
 first if it is missing).  The run folder (default ``runs/<name>``) receives ``config.yaml``,
 ``metrics.jsonl``, ``tensorboard/`` and ``checkpoints/{last,best}.pt``
-(:mod:`dcal.engine.run_folder`).
+(:mod:`dcal.engine.run_folder`); :mod:`dcal.engine.run_start` decides how the run starts.
 
 - A folder that already holds a run is refused: ``--resume`` continues it, ``--overwrite`` moves
   it aside to ``<name>.old-<time>`` and starts again.  A new run that fails before its first
@@ -28,11 +28,6 @@ import argparse
 import errno
 import sys
 from contextlib import nullcontext
-from pathlib import Path
-
-from dcal.config import apply_overrides, load_config
-from dcal.data.input_config import with_input_config
-from dcal.errors import ConfigError
 
 WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR}
 
@@ -54,69 +49,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     import os
 
-    from dcal.engine import run_folder
+    from dcal.engine.run_start import prepare_run
 
-    if args.allow_changes and not args.resume:
-        raise ConfigError("--allow-changes applies to --resume only")
-    config = load_config(args.config, args.overrides)
-    run_dir = Path(args.out) if args.out else Path("runs") / config.name
     is_main = os.environ.get("RANK", "0") == "0"
-    if args.resume:
-        if run_folder.run_state(run_dir) == "absent":
-            raise run_folder.RunFolderError(f"--resume: {run_dir} holds no run (no config.yaml, metrics.jsonl or "
-                                            "checkpoints/); pass the run folder with --out")
-        saved = run_folder.saved_config(run_dir)
-        if args.config is None:
-            config = apply_overrides(saved, args.overrides)
-    elif args.overwrite:
-        if is_main and run_folder.run_state(run_dir) != "absent":
-            moved = run_folder.move_aside(run_dir)
-            print(f"moved the earlier run in {run_dir} to {moved}", flush=True)
-    else:
-        run_folder.refuse_existing_run(run_dir)
-
-    config.data.root = str(Path(config.data.root).expanduser().resolve())  # the saved config works from any folder
-    config = with_input_config(config)  # the backbone's mean, std and interpolation, stored with the run
-    if args.resume:
-        differences = run_folder.config_differences(saved, config)
-        run_folder.check_resume_changes(run_dir, differences, args.allow_changes)
-        progress = run_folder.read_progress(run_dir)
-        if progress is not None and progress.finished(config.train.epochs):
-            if is_main:
-                print(f"{run_dir} is finished ({progress.describe()}); nothing to do, nothing changed. "
-                      "To train longer: --resume --allow-changes train.epochs=N", flush=True)
-            return 0
-        if differences and is_main:
-            print("resuming with changed settings: "
-                  + "; ".join(run_folder.format_change(k, *v) for k, v in differences.items()), flush=True)
+    start = prepare_run(args.config, args.overrides, args.out, resume=args.resume, overwrite=args.overwrite,
+                        allow_changes=args.allow_changes, is_main=is_main)
+    if start.finished:
+        return 0
     if args.launcher != "inline":  # the job trains in the run folder (dcal.engine.cluster_job)
         from dcal.engine.cluster_job import launch_run
 
-        return launch_run(args.launcher, config, run_dir, wait=args.wait)
-    from dcal.engine import distributed
-    from dcal.errors import TrainingInterrupted
+        return launch_run(args.launcher, start.config, start.run_dir, wait=args.wait)
+    return _train_here(start, overwrite=args.overwrite)
+
+
+def _train_here(start, overwrite: bool) -> int:
+    """Train in this process (under torchrun: in each), mapping failures to one line and an exit status."""
+    from dcal.engine import distributed, run_folder
     from dcal.engine.trainer import train
+    from dcal.errors import RunFolderError, TrainingInterrupted
     from dcal.evaluation.report import format_metrics
 
+    config, run_dir = start.config, start.run_dir
     context = distributed.setup(config.train.device, config.train.threads)
-    if context.distributed and args.overwrite:  # every process waits until the main one moved the earlier run
+    if context.distributed and overwrite:  # every process waits until the main one moved the earlier run
         import torch.distributed
 
         torch.distributed.barrier()
     if context.is_main:
         print(f"run folder: {run_dir}", flush=True)
-    starting = nullcontext() if args.resume or not context.is_main else run_folder.removed_if_start_fails(run_dir)
+    starting = nullcontext() if start.resume or not context.is_main else run_folder.removed_if_start_fails(run_dir)
     try:
         try:
             with starting:
-                metrics = train(config, run_dir, resume=args.resume, context=context).metrics
+                metrics = train(config, run_dir, resume=start.resume, context=context).metrics
         except OSError as error:  # disk full, read-only folder, ...: one line naming the path
             if error.errno not in WRITE_ERRORS:
                 raise
-            raise run_folder.RunFolderError(f"cannot write {error.filename or run_dir}: {error.strerror}") from None
+            raise RunFolderError(f"cannot write {error.filename or run_dir}: {error.strerror}") from None
     except TrainingInterrupted as stopped:
         if context.is_main:
             print(f"dcal train: {stopped}", file=sys.stderr, flush=True)
@@ -128,4 +100,3 @@ def run(args) -> int:
     if context.is_main and metrics is not None:
         print(f"final ({config.task}, {run_dir}): {format_metrics(config.task, metrics)}", flush=True)
     return distributed.finish(context, 0)
-

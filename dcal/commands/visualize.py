@@ -53,7 +53,6 @@ def _unique_names(paths) -> list:
 
 
 def run(args) -> int:
-    # imported when the command runs: `dcal <command> --help` and argument errors come back at once
     from dcal.commands.output_paths import check_output_folder
     from dcal.config import load_config
     from dcal.errors import ConfigError

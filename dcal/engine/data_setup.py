@@ -20,6 +20,7 @@ on CUDA the loaders pin their batches for non-blocking copies.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +30,13 @@ from torch.utils.data import DataLoader, Dataset
 from dcal.config import Config
 from dcal.data.catalog import dataset_task, load_dataset
 from dcal.data.layout import SYNTHETIC_MARKER
-from dcal.data.image_dataset import ImageDataset, collate_skipping_corrupt
+from dcal.data.image_dataset import CorruptImageWarning, ImageDataset, collate_skipping_corrupt
 from dcal.data.records import DatasetSplits
 from dcal.data.samplers import IdentitySampler, ShardedEvalSampler, ShuffleSampler
 from dcal.data.synthetic import write_synthetic
 from dcal.data.transforms import config_transform, eval_transform
+from dcal.data.verify import drop_undecodable, require_images, undecodable
+from dcal.engine.distributed import DistributedContext, broadcast_object
 from dcal.engine.interrupts import ignore_stop_signals
 from dcal.engine.seeding import mix_seed
 from dcal.data.validation import validation_split_names, with_validation
@@ -81,6 +84,12 @@ def build_eval_data(config: Config, split: str, splits: DatasetSplits | None = N
     splits = splits if splits is not None else load_splits(config)
     _check_split(split, splits, "split")
     return ImageDataset(splits.splits[split], eval_transform(config), skip_corrupt=False)
+
+
+def test_sets(config: Config, splits: DatasetSplits) -> dict:
+    """The test-time datasets of the evaluation splits, ``{split: dataset}`` (FGVC ``test``; Re-ID
+    ``query`` and ``gallery``), as :func:`dcal.engine.evaluator.evaluate` takes them."""
+    return {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
 
 
 EXTRA_DATASET_KEYS = ("dataset", "root", "options", "name")
@@ -132,6 +141,41 @@ def eval_loader(dataset: Dataset, config: Config, rank: int = 0, world_size: int
     )  # evaluating would change the training that follows
 
 
+def drop_unreadable_eval_images(config: Config, splits, context: DistributedContext) -> dict:
+    """With ``data.skip_corrupt``, remove the evaluation images that cannot be decoded (found once,
+    by the main process) so every evaluation scores the same readable images; ``{split: paths}``."""
+    if not config.data.skip_corrupt:
+        return {}
+    names = eval_split_names(config, splits)
+    found = undecodable([r for name in names for r in splits.splits[name]]) if context.is_main else None
+    found = broadcast_object(found, context)
+    for reason in found.values():
+        warnings.warn(f"skipping {reason}", CorruptImageWarning, stacklevel=2)
+    return drop_undecodable(splits, names, set(found))
+
+
+@dataclass
+class EvaluationSets:
+    """What a training run scores after an epoch: the test split(s), the validation split(s) (empty
+    without ``data.val_split`` / ``data.val_fraction``), the ``eval.datasets`` and, under
+    ``data.skip_corrupt``, the unreadable evaluation images left out, ``{split: paths}``."""
+
+    test: dict
+    validation: dict
+    extra: dict
+    skipped: dict
+
+
+def evaluation_sets(config: Config, splits, context: DistributedContext = DistributedContext()) -> EvaluationSets:
+    """The :class:`EvaluationSets` of ``config`` on the parsed ``splits``; an empty evaluation split
+    is an error before any training."""
+    skipped = drop_unreadable_eval_images(config, splits, context)  # data.skip_corrupt: counted, not scored
+    require_images(splits, eval_split_names(config, splits))
+    return EvaluationSets(test_sets(config, splits), validation_sets(config, splits),
+                          extra_eval_data(config, splits.num_classes), skipped)
+
+
+
 @dataclass
 class TrainData:
     """The training set of one process: records, seeded dataset, sampler and micro-batch size."""
@@ -164,6 +208,10 @@ class TrainData:
                 worker_init_fn=ignore_stop_signals,  # Ctrl-C / SIGTERM: the training process checkpoints, then stops them
             )
         return self._loader
+
+    def close(self) -> None:
+        """Let go of the loader, so its worker processes (which persist across epochs) stop now."""
+        self._loader = None
 
     def batches_per_epoch(self, epoch: int) -> int:
         self.sampler.set_epoch(epoch)

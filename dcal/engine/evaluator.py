@@ -28,24 +28,17 @@ every index is checked to be present exactly once (``num_images``).
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
-
 import torch
 
 from dcal.config import Config
-from dcal.data.image_dataset import CorruptImageWarning
-from dcal.data.verify import drop_undecodable, require_images, undecodable
-from dcal.engine.data_setup import build_eval_data, eval_loader, eval_split_names, extra_eval_data, validation_sets
+from dcal.engine.data_setup import eval_loader
 from dcal.engine.distributed import DistributedContext, all_gather_objects, broadcast_object
 from dcal.evaluation.camera_filter import QUERY_IMAGE, exclusion_groups
 from dcal.evaluation.classification import topk_accuracy
 from dcal.evaluation.re_ranking import re_ranking_chunks
 from dcal.evaluation.reid_metrics import reid_metrics, reid_metrics_from_distances
 from dcal.evaluation.pointing_game import PointingGameResult, has_boxes, record_pointing
-from dcal.evaluation.report import format_metrics
 from dcal.evaluation.vehicleid_protocol import vehicleid_metrics
-from dcal.errors import DCALError, EvaluationFailed, TrainingInterrupted
 from dcal.model.inference import fgvc_scores, reid_features
 
 
@@ -233,78 +226,3 @@ def evaluate_extra(model, extra_sets: dict, config: Config, context: Distributed
 def unprefixed(metrics: dict, name: str) -> dict:
     """The metrics of the extra test set ``name`` under their plain keys (``dukemtmc/mAP`` → ``mAP``)."""
     return {key[len(name) + 1:]: value for key, value in metrics.items() if key.startswith(f"{name}/")}
-
-
-def evaluate_after_epoch(model, eval_sets: dict, config: Config, context: DistributedContext, epoch: int, resume_hint: str) -> dict:
-    """:func:`evaluate`, with a failure reported as one line that says the epoch is saved."""
-    try:
-        return evaluate(model, eval_sets, config, context)
-    except (TrainingInterrupted, KeyboardInterrupt):
-        raise
-    except Exception as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if not isinstance(error, DCALError):
-            reason = f"{type(error).__name__}: {reason}"
-        raise EvaluationFailed(
-            f"the evaluation after epoch {epoch} failed: {reason}. The epoch's training is saved in "
-            f"checkpoints/last.pt; fix the cause and resume with: {resume_hint}"
-        ) from error
-
-
-def drop_unreadable_eval_images(config: Config, splits, context: DistributedContext) -> dict:
-    """With ``data.skip_corrupt``, remove the evaluation images that cannot be decoded (found once,
-    by the main process) so every evaluation scores the same readable images; ``{split: paths}``."""
-    if not config.data.skip_corrupt:
-        return {}
-    names = eval_split_names(config, splits)
-    found = undecodable([r for name in names for r in splits.splits[name]]) if context.is_main else None
-    found = broadcast_object(found, context)
-    for reason in found.values():
-        warnings.warn(f"skipping {reason}", CorruptImageWarning, stacklevel=2)
-    return drop_undecodable(splits, names, set(found))
-
-
-@dataclass
-class EvaluationSets:
-    """What a training run scores after an epoch: the test split(s), the validation split(s) (empty
-    without ``data.val_split`` / ``data.val_fraction``), the ``eval.datasets`` and, under
-    ``data.skip_corrupt``, the unreadable evaluation images left out, ``{split: paths}``."""
-
-    test: dict
-    validation: dict
-    extra: dict
-    skipped: dict
-
-
-def evaluation_sets(config: Config, splits, context: DistributedContext = DistributedContext()) -> EvaluationSets:
-    """The :class:`EvaluationSets` of ``config`` on the parsed ``splits``; an empty evaluation split
-    is an error before any training."""
-    skipped = drop_unreadable_eval_images(config, splits, context)  # data.skip_corrupt: counted, not scored
-    names = eval_split_names(config, splits)
-    require_images(splits, names)
-    test = {name: build_eval_data(config, name, splits) for name in names}
-    return EvaluationSets(test, validation_sets(config, splits), extra_eval_data(config, splits.num_classes), skipped)
-
-
-def evaluate_epoch(model, sets: EvaluationSets, config: Config, context: DistributedContext, epoch: int, step: int,
-                   resume_hint: str) -> dict:
-    """The record of one periodic evaluation — test metrics, ``<name>/`` metrics of each extra test
-    set (which never choose ``best.pt``), ``val_`` metrics — printed on the main process."""
-    metrics = evaluate_after_epoch(model, sets.test, config, context, epoch, resume_hint)
-    metrics.update(evaluate_extra(model, sets.extra, config, context))
-    validation = evaluate_after_epoch(model, sets.validation, config, context, epoch, resume_hint) if sets.validation else None
-    record = {"epoch": epoch, "step": step, **metrics}
-    if config.data.skip_corrupt:
-        record["skipped_images"] = sum(len(paths) for paths in sets.skipped.values())
-    if validation:
-        record.update({f"val_{k}": v for k, v in validation.items()})
-    if context.is_main:
-        print(format_metrics(config.task, record), flush=True)
-        if config.data.skip_corrupt:
-            print(f"  {record['skipped_images']} unreadable evaluation images skipped ("
-                  + ", ".join(f"{name} {len(paths)}" for name, paths in sets.skipped.items()) + ")", flush=True)
-        for name in sets.extra:
-            print(f"  {name}: " + format_metrics(config.task, unprefixed(record, name)), flush=True)
-        if validation:
-            print("  validation: " + format_metrics(config.task, validation), flush=True)
-    return record

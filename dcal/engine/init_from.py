@@ -28,10 +28,11 @@ from pathlib import Path
 
 import torch
 
+from dcal.engine.checkpoint import read_checkpoint
+from dcal.engine.train_state import inference_weights
 from dcal.errors import CheckpointError
 from dcal.model.heads import BNNeckHead, LinearHead
-from dcal.model.weight_dtypes import key_names
-from dcal.model.weight_dtypes import fit_dtypes
+from dcal.model.weight_dtypes import fit_dtypes, key_names
 
 POS_EMBED_KEY = "backbone.pos_embed"
 
@@ -65,8 +66,6 @@ class InitReport:
 
 def read_trained_weights(path) -> tuple[dict, dict | None, str]:
     """``(state_dict, config dict or None, what)`` of a dcal checkpoint or ``.safetensors`` file."""
-    from dcal.engine.checkpoint import read_checkpoint  # here: checkpoint.py imports model_setup, which imports this module
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"model.init_from: {path} not found (expected a dcal checkpoint .pt or .safetensors)")
@@ -81,9 +80,9 @@ def read_trained_weights(path) -> tuple[dict, dict | None, str]:
             raise CheckpointError(f"model.init_from: cannot read {path} ({error})") from None
         config = json.loads(metadata["config"]) if "config" in metadata else None
         return state, config, "weights"
-    state = read_checkpoint(path)
-    ema = "model_ema" in state
-    return state["model_ema" if ema else "model"], state.get("config"), "EMA weights" if ema else "weights"
+    checkpoint = read_checkpoint(path)
+    weights, what = inference_weights(checkpoint, path)
+    return weights, checkpoint.get("config"), what
 
 
 def init_from(model: torch.nn.Module, path) -> InitReport:

@@ -1,33 +1,29 @@
-"""Build the DCAL model a :class:`~dcal.config.Config` describes, and adapt it to the run (SyncBatchNorm)."""
+"""Build the DCAL model a :class:`~dcal.config.Config` describes, start a new run's from ``model.init_from``,
+and adapt it to the run (SyncBatchNorm)."""
 
 from __future__ import annotations
-
-import os
 
 import torch
 
 from dcal.config import Config
+from dcal.engine.init_from import init_from
 from dcal.errors import ConfigError
 from dcal.model.factory import create_model
 
 
 def build_model(config: Config, num_classes: int, *, pretrained=None):
-    """``dcal.create_model`` with the config's ``model`` section and input size.
+    """``dcal.create_model`` with the config's ``model`` section and input size; it only builds.
 
-    ``pretrained`` overrides ``model.pretrained`` (a checkpoint being loaded needs no backbone
-    weights, so :func:`dcal.engine.checkpoint.model_from_checkpoint` passes ``False``).  Left at ``None``,
-    ``model.init_from`` (when set) then loads a trained dcal model instead of the backbone weights
-    (:mod:`dcal.engine.init_from`) and prints what it loaded and re-initialised; passing
-    ``pretrained=False`` (a checkpoint or a resumed run supplies every weight) skips it.
+    ``pretrained`` overrides ``model.pretrained`` (``False`` where every weight comes from elsewhere:
+    a checkpoint, a resumed run, ``model.init_from``).
     """
     m = config.model
-    initialise = pretrained is None and m.init_from is not None
     model = create_model(
         m.backbone,
         num_classes,
         task=config.task,
         img_size=tuple(config.data.img_size),
-        pretrained=False if initialise else m.pretrained if pretrained is None else pretrained,
+        pretrained=m.pretrained if pretrained is None else pretrained,
         glca_ratio=m.glca_ratio,
         pwca_blocks=m.pwca_blocks,
         glca=m.glca,
@@ -38,14 +34,22 @@ def build_model(config: Config, num_classes: int, *, pretrained=None):
         **m.timm_kwargs,
     )
     model.set_grad_checkpointing(m.grad_checkpointing)
-    if initialise:
-        from dcal.engine.init_from import init_from  # here, not above: init_from reads checkpoints, and checkpoint.py imports this module
+    return model
 
-        report = init_from(model, m.init_from)
-        if int(os.environ.get("RANK", "0")) == 0:
-            ignored = f"\n  model.pretrained={m.pretrained!r} is not loaded: every backbone weight comes from the file" \
-                if m.pretrained else ""
-            print(report.summary() + ignored, flush=True)
+
+def new_run_model(config: Config, num_classes: int, *, announce: bool = True):
+    """The model a new run starts from: with ``model.init_from``, a trained dcal model's weights
+    (:mod:`dcal.engine.init_from`; the backbone's pretrained weights are not loaded), what was
+    loaded and re-initialised printed when ``announce``; else :func:`build_model`."""
+    m = config.model
+    if m.init_from is None:
+        return build_model(config, num_classes)
+    model = build_model(config, num_classes, pretrained=False)
+    report = init_from(model, m.init_from)
+    if announce:
+        ignored = f"\n  model.pretrained={m.pretrained!r} is not loaded: every backbone weight comes from the file" \
+            if m.pretrained else ""
+        print(report.summary() + ignored, flush=True)
     return model
 
 

@@ -30,6 +30,7 @@ import yaml
 from dcal.atomic_write import write_atomically
 from dcal.config import Config, config_from_dict, flat_settings, load_config, valid_keys
 from dcal.engine.checkpoint import ARCHITECTURE_KEYS
+from dcal.engine.train_state import TrainState
 from dcal.errors import CheckpointError, RunFolderError, TrainingInterrupted
 from dcal.model.torch_files import load_torch_file
 
@@ -51,26 +52,18 @@ NEUTRAL_KEYS = frozenset({
 
 @dataclass(frozen=True)
 class Progress:
-    """How far the run of a ``checkpoints/last.pt`` got."""
+    """How far the run of a ``checkpoints/last.pt`` got, with the configuration it is at."""
 
-    epoch: int  # epochs completed (the epoch in progress when step_in_epoch > 0)
-    step_in_epoch: int
-    global_step: int
+    state: TrainState
     epochs: int  # train.epochs of the checkpoint's config
-    pending_eval: bool  # the checkpoint precedes the evaluation of the epoch it ends
     config: dict
 
     def finished(self, epochs: int | None = None) -> bool:
         """Every epoch of ``epochs`` (default: the checkpoint's own train.epochs) trained and evaluated."""
-        return (self.epoch >= (self.epochs if epochs is None else epochs) and self.step_in_epoch == 0
-                and not self.pending_eval)
+        return self.state.finished(self.epochs if epochs is None else epochs)
 
     def describe(self) -> str:
-        if self.step_in_epoch:
-            return f"in epoch {self.epoch + 1} of {self.epochs}, optimiser step {self.global_step}"
-        if self.pending_eval:
-            return f"{self.epoch} of {self.epochs} epochs trained, the evaluation of epoch {self.epoch} not done"
-        return f"{self.epoch} of {self.epochs} epochs done"
+        return self.state.describe(self.epochs)
 
 
 def last_checkpoint(run_dir) -> Path:
@@ -85,11 +78,11 @@ def read_progress(run_dir) -> Progress | None:
     path = last_checkpoint(run_dir)
     if not path.is_file():
         return None
-    state = load_torch_file(path, "checkpoint", mmap=True)
+    checkpoint = load_torch_file(path, "checkpoint", mmap=True)
+    state = TrainState.from_checkpoint(checkpoint, path)
     try:
-        config = state["config"]
-        return Progress(int(state["epoch"]), int(state["step_in_epoch"]), int(state["global_step"]),
-                        int(config["train"]["epochs"]), bool(state.get("pending_eval", False)), config)
+        config = checkpoint["config"]
+        return Progress(state, int(config["train"]["epochs"]), config)
     except (KeyError, TypeError, ValueError) as error:  # not a dcal checkpoint
         raise CheckpointError(f"checkpoint {path} cannot be read: {error}") from None
 

@@ -3,8 +3,8 @@
 ``dcal eval``'s siblings — ``visualize``, ``predict``, ``extract``, ``search`` and ``export`` —
 start here:
 
-- :func:`load_trained` rebuilds the model from a checkpoint alone
-  (:func:`dcal.engine.checkpoint.model_from_checkpoint`), in eval mode (PWCA is not run at
+- :func:`load_trained` rebuilds the model from a checkpoint alone (:func:`model_from_checkpoint`),
+  in eval mode (PWCA is not run at
   inference), and checks that the checkpoint is of the task the command needs, naming the file
   otherwise.
 - :meth:`TrainedModel.branches` runs the model on PIL images and returns per image what the
@@ -24,8 +24,10 @@ import torch
 
 from dcal.config import Config, apply_overrides
 from dcal.data.transforms import eval_transform
-from dcal.engine.checkpoint import checkpoint_config, model_from_checkpoint, read_checkpoint
+from dcal.engine.checkpoint import check_compatible, checkpoint_config, load_weights, read_checkpoint
 from dcal.engine.distributed import resolve_device
+from dcal.engine.model_setup import build_model
+from dcal.engine.train_state import inference_weights
 from dcal.errors import CheckpointError
 from dcal.model.inference import fgvc_scores
 
@@ -39,6 +41,8 @@ class TrainedModel:
     class_names: Optional[list]
     path: Path
     device: torch.device
+    num_classes: int  # classes (FGVC) or training identities (Re-ID) of the classifier
+    epoch: Optional[int] = None  # the epoch the checkpoint was written in
 
     @property
     def task(self) -> str:
@@ -99,10 +103,27 @@ class TrainedModel:
         return results
 
 
+def model_from_checkpoint(checkpoint: dict, path="checkpoint", *, config: Config | None = None, ema: bool | None = None):
+    """Rebuild the model from a checkpoint dict read with :func:`~dcal.engine.checkpoint.read_checkpoint`
+    and load its weights; returns ``(model, config)``, the model in eval mode on the CPU.
+
+    ``config``: when given, it must describe the same architecture and task as the checkpoint
+    (:func:`~dcal.engine.checkpoint.check_compatible`); its other settings (data root, evaluation
+    options) are returned in place of the stored ones.  ``ema``: use the EMA weights (default: when
+    the checkpoint has them).
+    """
+    trained = checkpoint_config(checkpoint, path)
+    if config is not None:
+        check_compatible(trained, config, path)
+    model = build_model(trained, int(checkpoint["num_classes"]), pretrained=False)
+    load_weights(model, inference_weights(checkpoint, path, ema)[0], path)
+    return model.eval(), (config if config is not None else trained)
+
+
 def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[str] = (), device: str = "auto",
-                 task: Optional[str] = None, purpose: str = "this command") -> TrainedModel:
-    """The model of checkpoint ``path`` in eval mode on ``device`` (its EMA weights when it has them);
-    with ``task``, a checkpoint of another task raises :class:`CheckpointError` naming it and ``purpose``.
+                 task: Optional[str] = None, purpose: str = "this command", ema: bool | None = None) -> TrainedModel:
+    """The model of checkpoint ``path`` in eval mode on ``device`` (its EMA weights when it has them,
+    or as ``ema`` says); with ``task``, a checkpoint of another task raises :class:`CheckpointError` naming it and ``purpose``.
 
     ``config`` (optional) replaces the stored config and ``overrides`` (``key=value``) apply on top;
     the result must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`),
@@ -115,8 +136,9 @@ def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[s
     config = apply_overrides(config if config is not None else checkpoint_config(state, path), overrides)
     if config.train.threads > 0:  # as dcal train and dcal eval do
         torch.set_num_threads(config.train.threads)
-    model, resolved = model_from_checkpoint(state, path, config=config)
-    trained = TrainedModel(model.to(target).eval(), resolved, state.get("class_names"), path, target)
+    model, resolved = model_from_checkpoint(state, path, config=config, ema=ema)
+    trained = TrainedModel(model.to(target).eval(), resolved, state.get("class_names"), path, target,
+                           int(state["num_classes"]), state.get("epoch"))
     if task is not None:
         trained.require_task(task, purpose)
     return trained
