@@ -35,6 +35,7 @@ from dcal.model.selection import SELECTIONS, check_selected, needs_attention, se
 from dcal.model.streams import run_streams
 
 TASKS = ("fgvc", "reid")
+"""The values of ``task`` (config ``task``): linear heads or BNNecks, and the loss that goes with them."""
 GLCA_RATIO = {"fgvc": 0.1, "reid": 0.3}
 """R, the share of patch tokens GLCA queries, per task (paper §4)."""
 PWCA_BLOCKS = 12

@@ -33,6 +33,7 @@ from dcal.model.attention import attend, block_output, key_value_heads, query_he
 from dcal.model.backbone import pooling
 
 READOUTS = ("local", "cls")
+"""The values of ``glca_readout`` (config ``model.glca_readout``)."""
 
 
 class GlobalLocalCrossAttention(nn.Module):
