@@ -230,4 +230,3 @@ class DCAL(nn.Module):
         if isinstance(self.sa_head, BNNeckHead):
             return self.sa_head(feat, update_stats=False)
         return self.sa_head(feat)
-
