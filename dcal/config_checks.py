@@ -17,15 +17,22 @@ import typing
 from typing import Any, Union
 
 from dcal.errors import ConfigError
+from dcal.evaluation.distances import METRICS
+from dcal.model.dcal_model import TASKS
+from dcal.model.glca import READOUTS
+from dcal.model.inference import NECK_FEATS
+from dcal.model.pairing import DISTRACTOR_RULES
+from dcal.model.selection import SELECTIONS
 
+#: The allowed values of each option among fixed names, defined beside the code that implements it.
 CHOICES = {
-    "task": ("fgvc", "reid"),
-    "model.glca_selection": ("rollout", "last", "random"),
-    "model.glca_readout": ("local", "cls"),
-    "model.neck_feat": ("before", "after"),
+    "task": TASKS,
+    "model.glca_selection": SELECTIONS,
+    "model.glca_readout": READOUTS,
+    "model.neck_feat": NECK_FEATS,
     "train.device": ("auto", "cpu", "cuda"),
-    "train.pwca_distractor": ("random", "other"),
-    "eval.metric": ("euclidean", "cosine"),
+    "train.pwca_distractor": DISTRACTOR_RULES,
+    "eval.metric": METRICS,
 }
 
 _finite = math.isfinite

@@ -160,6 +160,23 @@ def test_selected_argument_is_checked():
             dcal.create_model("vit_base_patch16_224", 5, img_size=64, **{key: value}, **TINY)
 
 
+
+@pytest.mark.parametrize("selection", ["rollout", "last", "random"])
+def test_every_selection_is_distinct_patches_and_a_repeat_is_refused(selection):
+    """k distinct indices per image whatever the selection (k = N here, so any repeat would show),
+    and a caller's selection that repeats a patch is refused, naming the row and the index."""
+    model = dcal.create_model("vit_base_patch16_224", 5, img_size=32, glca_ratio=1.0, glca_selection=selection, **TINY)
+    x = torch.randn(3, 3, 32, 32)
+    for training in (True, False):
+        with torch.no_grad():
+            selected = model.train(training).forward_branches(x)["selected"]
+        assert selected.shape == (3, 4)
+        assert all(sorted(row.tolist()) == [0, 1, 2, 3] for row in selected)
+    repeated = torch.tensor([[0, 1], [2, 2], [3, 1]])
+    with pytest.raises(ConfigError, match="selected repeats patch index 2 in row 1"):
+        model.forward_branches(x, selected=repeated)
+
+
 @pytest.mark.parametrize("task", ["fgvc", "reid"])
 def test_gradient_checkpointing_gives_the_same_gradients(task):
     from dcal.engine.losses import DCALLoss

@@ -41,3 +41,20 @@ def test_an_input_size_that_is_not_a_whole_number_of_patches_is_refused():
     with pytest.raises(ConfigError, match=r"img_size 100 is not a multiple of backbone "
                                           r"'vit_small_patch14_dinov2''s patch size 14x14; use e.g. 98 or 112"):
         dcal.create_model("vit_small_patch14_dinov2", 3, img_size=100, **SMALL)
+
+
+@pytest.mark.parametrize("name, global_pool", [
+    ("vit_small_patch16_224", "token"), ("vit_small_patch16_224", "avg"), ("vit_small_patch16_224", "avgmax"),
+    ("vit_small_patch16_224", "max"), ("vit_small_patch14_reg4_dinov2", "avg"), ("deit_tiny_distilled_patch16_224", "token"),
+])
+def test_glca_pools_other_tokens_as_the_backbone_pools_its_own(name, global_pool):
+    """GLCA's ``cls`` readout pools with the rule it copied from the backbone at construction."""
+    model = dcal.create_model(name, 3, img_size=28 if "patch14" in name else 32, glca_readout="cls",
+                              global_pool=global_pool, **SMALL).eval()
+    vit = model.backbone
+    tokens = torch.randn(2, vit.num_prefix_tokens + 5, 32)
+    with torch.no_grad():
+        reference = vit.forward_head(tokens, pre_logits=True) if "distilled" in name else vit.pool(tokens)
+        assert torch.equal(model.glca.pool(tokens), reference)
+    model.backbone.global_pool = "token" if global_pool != "token" else "avg"  # GLCA no longer reads the backbone
+    assert torch.equal(model.glca.pool(tokens), reference)

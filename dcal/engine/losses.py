@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dcal.errors import ConfigError
+from dcal.model.dcal_model import TASKS
 
 BRANCHES = ("sa", "glca", "pwca")
 
@@ -75,8 +76,8 @@ class DCALLoss(nn.Module):
         triplet_margin: Optional[float] = None,
     ):
         super().__init__()
-        if task not in ("fgvc", "reid"):
-            raise ConfigError(f"task must be 'fgvc' or 'reid'; got {task!r}")
+        if task not in TASKS:
+            raise ConfigError(f"task must be {' or '.join(map(repr, TASKS))}; got {task!r}")
         unknown = [b for b in branches if b not in BRANCHES]
         if unknown or not branches:
             raise ConfigError(f"branches must be a non-empty subset of {BRANCHES}; got {list(branches)}")

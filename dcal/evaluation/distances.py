@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 METRICS = ("euclidean", "cosine")
+"""The Re-ID distances (config ``eval.metric``)."""
 #: Largest magnitudes whose squared distances neither overflow nor underflow float32 (``rank_only``).
 SAFE_RANGE = (2.0**-30, 2.0**30)
 

@@ -2,12 +2,14 @@
 
 What the feature is:
 
-- Re-ID: the model's inference output — the concatenation of the SA and GLCA features after their
-  BNNecks, L2-normalised (paper §3.4), exactly what ``dcal eval`` ranks by Euclidean
-  distance.  Shape (n, 2D) (n, D for a model without GLCA).
-- FGVC: the concatenation of the SA and GLCA class-token features that the heads read (after the
-  final LayerNorms, before the classifiers), not normalised, shape (n, 2D); the class scores are
-  stored too.
+- Re-ID: the model's inference output — the concatenation of the SA and GLCA features, taken
+  before their BNNecks (``neck_feat="before"``, the default) or after them (``"after"``),
+  L2-normalised (paper §3.4), exactly what ``dcal eval`` ranks.  Shape (n, 2D) (n, D for a model
+  without GLCA).
+- FGVC: the concatenation of the SA and GLCA features that the classifiers read (after the final
+  norms), not normalised, shape (n, 2D) (n, D without GLCA); the class scores are stored too.
+
+:func:`feature_description` says which, for the model at hand, in the file's metadata.
 
 The ``.npz`` file (``numpy.load(path)`` reads it; no pickle is involved) holds:
 
@@ -20,7 +22,8 @@ key                 dtype       content
 ``paths``           str         (n,) image files
 ``scores``          float32     (n, C) FGVC only: softmax(SA) + softmax(GLCA) (:mod:`dcal.model.inference`)
 ``metadata``        str         0-d, JSON: task, split, dataset, checkpoint, checkpoint_sha256 (its
-                                file's SHA-256: ``dcal search`` checks it), feature description,
+                                file's SHA-256: ``dcal search`` checks it), feature (what the
+                                features are, :func:`feature_description`),
                                 class_names (FGVC)
 ==================  ==========  ===============================================================
 """
@@ -40,10 +43,12 @@ from dcal.atomic_write import write_atomically
 from dcal.errors import DCALError
 from dcal.model.inference import fgvc_scores
 
-FEATURE_DESCRIPTIONS = {
-    "reid": "concat(SA, GLCA) features after BNNeck, L2-normalised (the model's inference output)",
-    "fgvc": "concat(SA, GLCA) class-token features before the classifiers (after the final LayerNorms)",
-}
+def feature_description(model) -> str:
+    """What :func:`batch_features` extracts from ``model`` (a DCAL model), in words."""
+    branches = "concat(SA, GLCA)" if model.glca is not None else "SA"
+    if model.task == "reid":
+        return f"{branches} features {model.neck_feat} the BNNecks, L2-normalised (the model's inference output)"
+    return f"{branches} features the classifiers read (after the final norms)"
 
 
 @dataclass
@@ -114,7 +119,7 @@ def extract_features(model, dataset, *, batch_size: int = 64, num_workers: int =
         cameras=cameras,
         paths=np.array([str(r.path) for r in records], dtype=str),
         scores=torch.cat(scores).numpy() if scores else None,
-        metadata={"task": task, "feature": FEATURE_DESCRIPTIONS[task], **(metadata or {})},
+        metadata={"task": task, "feature": feature_description(model), **(metadata or {})},
     )
 
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dcal.data.image_dataset import load_image
 from dcal.errors import DatasetError
-from dcal.export.features import FEATURE_DESCRIPTIONS, batch_features
+from dcal.export.features import batch_features, feature_description
 from dcal.export.npz_array import NpzArray, spool_rows, write_npz
 from dcal.data.image_files import images_in
 
@@ -213,7 +213,7 @@ def folder_gallery(trained, folder, *, skip_corrupt: bool = False, batch_size: i
     with spool_rows(rows(), dir=folder) as spooled:
         if spooled.rows == 0:
             raise DatasetError(f"gallery folder {folder}: none of its {len(files)} images could be read")
-        metadata = {"format": CACHE_FORMAT, "task": trained.task, "feature": FEATURE_DESCRIPTIONS[trained.task],
+        metadata = {"format": CACHE_FORMAT, "task": trained.task, "feature": feature_description(trained.model),
                     "checkpoint": str(trained.path), "checkpoint_sha256": sha, "folder": str(folder)}
         n, bad = int(kept.sum()), sorted(skipped)
         write_npz(cache, {

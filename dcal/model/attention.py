@@ -21,9 +21,9 @@ from timm.layers import Attention
 from timm.models.vision_transformer import Block
 
 
-class Heads(NamedTuple):
+class BlockQKV(NamedTuple):
     """A block's normalised input ``h = norm1(x)`` of its query rows and its per-head q (B, H, Tq, d),
-    k and v (B, H, T, d); Tq = T unless only some tokens are queried."""
+    k and v (B, H, T, d); Tq = T unless only the first tokens are queried."""
 
     h: torch.Tensor
     q: torch.Tensor
@@ -31,22 +31,22 @@ class Heads(NamedTuple):
     v: torch.Tensor
 
 
-def block_heads(block: Block, x: torch.Tensor, queries: Optional[int] = None) -> Heads:
+def block_qkv(block: Block, x: torch.Tensor, first_tokens: Optional[int] = None) -> BlockQKV:
     """``norm1`` then ``attn.qkv`` split into heads, with ``q_norm``/``k_norm`` applied (timm order).
 
-    With ``queries``, only the first ``queries`` tokens are queried: ``h`` and ``q`` cover those
+    With ``first_tokens`` = n, only the first n tokens are queried: ``h`` and ``q`` cover those
     rows, ``k`` and ``v`` all tokens (what a block whose other output rows are never read needs).
     """
     attn: Attention = block.attn
     h = block.norm1(x)
-    if queries is not None:
+    if first_tokens is not None:
         k, v = key_value_heads(block, h)
-        h = h[:, :queries]
-        return Heads(h, query_heads(block, h), k, v)
+        h = h[:, :first_tokens]
+        return BlockQKV(h, query_heads(block, h), k, v)
     batch, tokens, _ = h.shape
     qkv = attn.qkv(h).reshape(batch, tokens, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
-    return Heads(h, attn.q_norm(q), attn.k_norm(k), v)
+    return BlockQKV(h, attn.q_norm(q), attn.k_norm(k), v)
 
 
 def query_heads(block: Block, h: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ def attention_probabilities(attn: Attention, q: torch.Tensor, k: torch.Tensor) -
     return torch.softmax(probs, dim=-1, out=probs)
 
 
-def self_attention_with_map(block: Block, heads: Heads) -> tuple[torch.Tensor, torch.Tensor]:
+def self_attention_with_map(block: Block, qkv: BlockQKV) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-attention of a block, (B, H, Tq, d), and the sum over its H heads of the softmax
     attention probabilities, (B, Tq, T) float32 without gradient: the rows of ``H·S_l`` for the
     rollout (paper §3.2; the rollout only selects tokens, and takes the 1/H there).
@@ -105,21 +105,21 @@ def self_attention_with_map(block: Block, heads: Heads) -> tuple[torch.Tensor, t
     and the probabilities are computed beside it without gradient.
     """
     attn: Attention = block.attn
-    batch, num_heads, queries, head_dim = heads.q.shape
-    tokens = heads.k.shape[2]
+    batch, num_heads, query_len, head_dim = qkv.q.shape
+    tokens = qkv.k.shape[2]
 
     def per_head(t: torch.Tensor) -> torch.Tensor:  # (B, H, n, d) -> (B·H, n, d)
         return t.reshape(batch * num_heads, t.shape[2], head_dim)
 
-    if torch.is_grad_enabled() and heads.q.device.type not in EXPLICIT_BACKWARD_DEVICES:
-        out = attend(block, heads.q, heads.k, heads.v)
+    if torch.is_grad_enabled() and qkv.q.device.type not in EXPLICIT_BACKWARD_DEVICES:
+        out = attend(block, qkv.q, qkv.k, qkv.v)
         with torch.no_grad():
-            probs = attention_probabilities(attn, per_head(heads.q), per_head(heads.k))
+            probs = attention_probabilities(attn, per_head(qkv.q), per_head(qkv.k))
     else:
-        probs = attention_probabilities(attn, per_head(heads.q), per_head(heads.k))
-        out = torch.bmm(attn.attn_drop(probs), per_head(heads.v)).view(batch, num_heads, queries, head_dim)
+        probs = attention_probabilities(attn, per_head(qkv.q), per_head(qkv.k))
+        out = torch.bmm(attn.attn_drop(probs), per_head(qkv.v)).view(batch, num_heads, query_len, head_dim)
     with torch.no_grad():
-        head_sum = probs.view(batch, num_heads, queries, tokens).sum(dim=1, dtype=torch.float32)
+        head_sum = probs.view(batch, num_heads, query_len, tokens).sum(dim=1, dtype=torch.float32)
     return out, head_sum
 
 
@@ -131,8 +131,8 @@ def block_output(block: Block, x: torch.Tensor, h: torch.Tensor, attended: torch
     ``attended`` is (B, H, Tq, d).
     """
     attn: Attention = block.attn
-    batch, _, queries, _ = attended.shape
-    o = attended.transpose(1, 2).reshape(batch, queries, attn.num_heads * attn.head_dim)
+    batch, _, query_len, _ = attended.shape
+    o = attended.transpose(1, 2).reshape(batch, query_len, attn.num_heads * attn.head_dim)
     o = attn.norm(o)
     gate = getattr(attn, "gate", None)  # timm >= 1.0.25
     if gate is not None:

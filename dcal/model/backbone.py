@@ -9,10 +9,13 @@ is checked here, once, with a clear error for variants the method does not fit.
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 import torch
 from timm.layers import Attention
 from timm.models.deit import VisionTransformerDistilled
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.vision_transformer import Block, VisionTransformer, global_pool_nlc
 from torch import nn
 
 from dcal.errors import UnsupportedBackboneError
@@ -72,15 +75,22 @@ def head_reads_prefix_only(vit: VisionTransformer) -> bool:
     return isinstance(vit, VisionTransformerDistilled) or vit.global_pool == "token"
 
 
-def pool(vit: VisionTransformer, tokens: torch.Tensor) -> torch.Tensor:
-    """The pooling step of ``vit.forward_head`` (before ``fc_norm``), for tokens of another stream.
+def pooling(vit: VisionTransformer) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The pooling step of ``vit.forward_head`` (before ``fc_norm``) as a function of the tokens of
+    another stream; it holds the backbone's pooling settings, not the backbone.
 
     Distilled DeiT averages its class and distillation tokens (timm's pre-logits); every other
-    ViT uses ``vit.pool`` with its ``global_pool`` setting.
+    ViT pools as ``vit.pool`` does with its ``global_pool`` setting (attention pooling is refused
+    by :func:`check_supported`).
     """
     if isinstance(vit, VisionTransformerDistilled):
-        return (tokens[:, 0] + tokens[:, 1]) / 2
-    return vit.pool(tokens)
+        return _class_and_distillation_mean
+    return functools.partial(global_pool_nlc, pool_type=vit.global_pool, num_prefix_tokens=vit.num_prefix_tokens,
+                             reduce_include_prefix=getattr(vit, "pool_include_prefix", False))
+
+
+def _class_and_distillation_mean(tokens: torch.Tensor) -> torch.Tensor:
+    return (tokens[:, 0] + tokens[:, 1]) / 2
 
 
 def grid_size(vit: VisionTransformer) -> tuple[int, int]:

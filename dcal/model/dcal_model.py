@@ -1,6 +1,6 @@
 """The DCAL model: SA, GLCA and PWCA branches around one timm ViT (Zhu et al., CVPR 2022, §3).
 
-One pass over the backbone's blocks carries up to two token streams:
+One pass over the backbone's blocks (:mod:`dcal.model.streams`) carries up to two token streams:
 
 * **SA** — the backbone itself (paper §3.1).  Each block also yields its head-summed attention
   map for the rollout (§3.2) and its keys/values for PWCA.
@@ -14,10 +14,6 @@ One pass over the backbone's blocks carries up to two token streams:
 
 As in timm, :meth:`DCAL.forward_features` gives each branch's pre-head feature and
 :meth:`DCAL.forward_head` applies the heads; :meth:`DCAL.forward_branches` is both.
-
-When the head reads only the prefix tokens (class-token pooling; distilled DeiT), both streams
-compute their last block for those tokens only: the patch rows of that block reach no output, and
-the rollout needs only the class token's row of its attention.
 """
 
 from __future__ import annotations
@@ -30,16 +26,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from dcal.errors import ConfigError
-from dcal.model.attention import attend, block_heads, block_output, self_attention_with_map
-from dcal.model.backbone import check_supported, embed, grid_size, head_reads_prefix_only, pre_logits
+from dcal.model.backbone import check_supported, embed, grid_size, pre_logits
 from dcal.model.glca import GlobalLocalCrossAttention
 from dcal.model.heads import BNNeckHead, LinearHead
 from dcal.model.inference import NECK_FEATS, fgvc_scores, reid_features
-from dcal.model.pwca import pwca_block
 from dcal.model.rollout import class_token_rollout
-from dcal.model.selection import SELECTIONS, check_selected, num_selected, select_random, select_top
+from dcal.model.selection import SELECTIONS, check_selected, needs_attention, select_queries
+from dcal.model.streams import run_streams
 
 TASKS = ("fgvc", "reid")
+"""The values of ``task`` (config ``task``): linear heads or BNNecks, and the loss that goes with them."""
 GLCA_RATIO = {"fgvc": 0.1, "reid": 0.3}
 """R, the share of patch tokens GLCA queries, per task (paper §4)."""
 PWCA_BLOCKS = 12
@@ -153,8 +149,8 @@ class DCAL(nn.Module):
             return self.forward_branches(x, pair_index)
         if pair_index is not None:
             raise ConfigError("pair_index is for training; in eval mode PWCA is removed (paper §3.3)")
-        needs_maps = self.glca is not None and self.glca_selection != "random"
-        return self.inference(self.forward_head(self.forward_features(x, rollout=needs_maps)))
+        rollout = self.glca is not None and needs_attention(self.glca_selection)
+        return self.inference(self.forward_head(self.forward_features(x, rollout=rollout)))
 
     def inference(self, branches: dict) -> torch.Tensor:
         """The inference output of ``forward_branches`` output: FGVC class scores or Re-ID features."""
@@ -181,59 +177,42 @@ class DCAL(nn.Module):
     ) -> dict:
         """Pre-head features ``"sa"``, ``"glca"``, ``"pwca"`` (each (B, D)), with ``"rollout"`` and
         ``"selected"`` (see :meth:`forward_branches`).  ``rollout=False`` skips the attention maps
-        (inference with random selection, or without GLCA)."""
+        and the rollout (inference with random selection, or without GLCA)."""
         vit = self.backbone
-        blocks = vit.blocks
-        last = len(blocks) - 1
         batch = x.shape[0]
-        tokens = embed(vit, x)
         if pair_index is not None:
             self._check_pairs(pair_index, batch)
             pair_index = pair_index.to(x.device)
-        pwca_tokens = tokens if pair_index is not None else None
         recompute = self.grad_checkpointing and self.training and torch.is_grad_enabled()
-        maps = []  # rows of H·S_1 … H·S_L for the rollout
-        for index, block in enumerate(blocks):
-            queries = None
-            if index == last:
-                glca_input = tokens
-                if head_reads_prefix_only(vit):  # only the prefix rows of the last block are read
-                    queries = self.num_prefix_tokens
-            step = (block, index < self.pwca_blocks, queries, rollout, pair_index)
-            if recompute:
-                tokens, pwca_tokens, head_sum = checkpoint(_block_step, *step, tokens, pwca_tokens, use_reentrant=False)
-            else:
-                tokens, pwca_tokens, head_sum = _block_step(*step, tokens, pwca_tokens)
-            if rollout:
-                maps.append(head_sum)
-
-        out = {"sa": pre_logits(vit, tokens)}
+        streams = run_streams(vit, embed(vit, x), pair_index, pwca_blocks=self.pwca_blocks, rollout=rollout,
+                              recompute=recompute)
+        out = {"sa": pre_logits(vit, streams.sa)}
         if pair_index is not None:
-            out["pwca"] = pre_logits(vit, pwca_tokens)
-        num_patches = glca_input.shape[1] - self.num_prefix_tokens
-        k = num_selected(num_patches, self.glca_ratio)  # R of the N patches (paper §4)
+            out["pwca"] = pre_logits(vit, streams.pwca)
+        prefix = self.num_prefix_tokens
+        last_attention = None
         if rollout:
-            num_heads = blocks[0].attn.num_heads
-            class_row = class_token_rollout(maps[-1][:, 0], maps[:-1], num_heads)
-            out["rollout"] = class_row[:, self.num_prefix_tokens :]
+            num_heads = vit.blocks[0].attn.num_heads
+            out["rollout"] = class_token_rollout(streams.maps[-1][:, 0], streams.maps[:-1], num_heads)[:, prefix:]
+            last_attention = streams.maps[-1][:, 0, prefix:]
+        num_patches = streams.last_input.shape[1] - prefix
         if selected is not None:
             if self.glca is None:
                 raise ConfigError("selected was given but GLCA is off (glca=False)")
             selected = check_selected(selected, batch, num_patches).to(x.device)
-        elif self.glca_selection == "random":
-            selected = select_random(batch, num_patches, k, x.device, self.training)
-        elif rollout:
-            scores = out["rollout"] if self.glca_selection == "rollout" else maps[-1][:, 0, self.num_prefix_tokens :]
-            selected = select_top(scores, k)
+        else:
+            selected = select_queries(self.glca_selection, self.glca_ratio, num_patches, rollout=out.get("rollout"),
+                                      last_attention=last_attention, batch=batch, device=x.device,
+                                      training=self.training)
         if selected is not None:
             out["selected"] = selected
         if self.glca is not None:
             if selected is None:
                 raise ConfigError("GLCA needs the attention maps (rollout=True) to select its queries, or selected=")
             if recompute:
-                out["glca"] = checkpoint(self.glca, vit, glca_input, selected, use_reentrant=False)
+                out["glca"] = checkpoint(self.glca, streams.last_input, selected, use_reentrant=False)
             else:
-                out["glca"] = self.glca(vit, glca_input, selected)
+                out["glca"] = self.glca(streams.last_input, selected)
         return out
 
     def _check_pairs(self, pair_index: torch.Tensor, batch: int) -> None:
@@ -251,17 +230,3 @@ class DCAL(nn.Module):
         if isinstance(self.sa_head, BNNeckHead):
             return self.sa_head(feat, update_stats=False)
         return self.sa_head(feat)
-
-
-def _block_step(block, cross: bool, queries: Optional[int], with_map: bool, pair_index, tokens, pwca_tokens):
-    """One block of the SA stream (with its head-summed attention map when ``with_map``) and, when
-    ``pair_index`` is given, of the PWCA stream, which reads the SA stream's keys and values."""
-    heads = block_heads(block, tokens, queries)
-    head_sum = None
-    if with_map:
-        attended, head_sum = self_attention_with_map(block, heads)
-    else:
-        attended = attend(block, heads.q, heads.k, heads.v)
-    if pair_index is not None:
-        pwca_tokens = pwca_block(block, pwca_tokens, heads, pair_index, cross, queries)
-    return block_output(block, tokens[:, :queries], heads.h, attended), pwca_tokens, head_sum

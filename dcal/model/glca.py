@@ -1,7 +1,8 @@
 """Global-local cross-attention (GLCA), paper §3.2, Eq. 4, with M = 1 block.
 
 * GLCA has its own weights — a deep copy of the last SA block, of the final norm and of
-  ``fc_norm`` — initialised from the backbone and then trained on their own.
+  ``fc_norm`` — initialised from the backbone and then trained on their own.  It also copies the
+  backbone's head dropout and pooling rule, so it never reads the backbone after it is built.
 * It sits beside the last SA block L and reads that block's input ``x_{L-1}`` (B, P+N, D).
 * **Queries: the k selected patch tokens only** — the paper's local query matrix Q^l, "the top R
   query vectors" with the largest class-token rollout (k = max(1, round(R·N))).  Keys and values
@@ -29,9 +30,10 @@ from torch import nn
 
 from dcal.errors import ConfigError
 from dcal.model.attention import attend, block_output, key_value_heads, query_heads
-from dcal.model.backbone import pool
+from dcal.model.backbone import pooling
 
 READOUTS = ("local", "cls")
+"""The values of ``glca_readout`` (config ``model.glca_readout``)."""
 
 
 class GlobalLocalCrossAttention(nn.Module):
@@ -45,14 +47,12 @@ class GlobalLocalCrossAttention(nn.Module):
         self.block = copy.deepcopy(vit.blocks[-1])
         self.norm = copy.deepcopy(vit.norm)
         self.fc_norm = copy.deepcopy(vit.fc_norm)
+        self.head_drop = copy.deepcopy(vit.head_drop)
+        self.pool = pooling(vit)  # the backbone's pooling rule, for readout="cls"
         self.num_prefix_tokens = vit.num_prefix_tokens
 
-    def forward(self, vit: VisionTransformer, x: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
-        """``x``: the last SA block's input (B, P+N, D); ``selected``: patch indices (B, k).
-
-        ``vit`` supplies only the pooling rule of ``readout="cls"`` and the head dropout; no
-        weights are read from it.
-        """
+    def forward(self, x: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+        """``x``: the last SA block's input (B, P+N, D); ``selected``: patch indices (B, k)."""
         prefix = self.num_prefix_tokens
         batch, _, dim = x.shape
         query_index = selected + prefix
@@ -70,5 +70,5 @@ class GlobalLocalCrossAttention(nn.Module):
         if self.readout == "local":
             feature = self.fc_norm(self.norm(z).mean(dim=1))
         else:
-            feature = self.fc_norm(pool(vit, self.norm(z)))
-        return vit.head_drop(feature)
+            feature = self.fc_norm(self.pool(self.norm(z)))
+        return self.head_drop(feature)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from dcal.errors import ConfigError
 
 NECK_FEATS = ("before", "after")
+"""The values of ``neck_feat`` (config ``model.neck_feat``)."""
 
 
 def fgvc_scores(branches: dict) -> torch.Tensor:

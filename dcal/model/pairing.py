@@ -16,8 +16,8 @@ import torch
 
 from dcal.errors import ConfigError
 
-#: The distractor rules of :func:`distractor_index`.
-RULES = ("random", "other")
+DISTRACTOR_RULES = ("random", "other")
+"""The distractor rules of :func:`distractor_index` (config ``train.pwca_distractor``)."""
 
 
 def _require_pair(n: int) -> None:
@@ -58,8 +58,8 @@ def distractor_index(targets: torch.Tensor, generator: Optional[torch.Generator]
 
     ``B < 2`` raises a :class:`~dcal.errors.ConfigError`, and so does an unknown ``rule``.
     """
-    if rule not in RULES:
-        raise ConfigError(f"PWCA distractor rule must be one of {', '.join(RULES)}; got {rule!r}")
+    if rule not in DISTRACTOR_RULES:
+        raise ConfigError(f"PWCA distractor rule must be one of {', '.join(DISTRACTOR_RULES)}; got {rule!r}")
     n = len(targets)
     _require_pair(n)
     allowed = ~torch.eye(n, dtype=torch.bool)

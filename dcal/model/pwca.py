@@ -17,15 +17,15 @@ from typing import Optional
 import torch
 from timm.models.vision_transformer import Block
 
-from dcal.model.attention import Heads, attend, block_heads, block_output
+from dcal.model.attention import BlockQKV, attend, block_output, block_qkv
 
 
 def pair_wise_attention(
-    block: Block, own: Heads, sa_keys: torch.Tensor, sa_values: torch.Tensor, pair_index: torch.Tensor
+    block: Block, own: BlockQKV, sa_keys: torch.Tensor, sa_values: torch.Tensor, pair_index: torch.Tensor
 ) -> torch.Tensor:
     """Attention of the PWCA stream's queries over ``[own ; SA keys/values of the distractors]``.
 
-    ``own``: the PWCA stream's heads at this block; ``sa_keys``/``sa_values``: the SA stream's
+    ``own``: the PWCA stream's per-head q/k/v at this block; ``sa_keys``/``sa_values``: the SA stream's
     (B, H, T, d) at this block; ``pair_index`` (B,): the batch index of each image's distractor.
     """
     keys = torch.cat([own.k, sa_keys.index_select(0, pair_index)], dim=2)
@@ -33,14 +33,14 @@ def pair_wise_attention(
     return attend(block, own.q, keys, values)
 
 
-def pwca_block(block: Block, tokens: torch.Tensor, sa_heads: Heads, pair_index: torch.Tensor,
-               cross: bool, queries: Optional[int] = None) -> torch.Tensor:
+def pwca_block(block: Block, tokens: torch.Tensor, sa_qkv: BlockQKV, pair_index: torch.Tensor,
+               cross: bool, first_tokens: Optional[int] = None) -> torch.Tensor:
     """The PWCA stream's tokens after ``block``: pair-wise attention with the SA stream's keys and
     values of the distractors when ``cross`` (the first T blocks), else plain self-attention.
-    ``queries`` limits the output rows to the first tokens, as for the SA stream's last block."""
-    own = block_heads(block, tokens, queries)
+    ``first_tokens`` = n limits the output rows to the first n tokens, as for the SA stream's last block."""
+    own = block_qkv(block, tokens, first_tokens)
     if cross:
-        attended = pair_wise_attention(block, own, sa_heads.k, sa_heads.v, pair_index)
+        attended = pair_wise_attention(block, own, sa_qkv.k, sa_qkv.v, pair_index)
     else:
         attended = attend(block, own.q, own.k, own.v)
-    return block_output(block, tokens[:, :queries], own.h, attended)
+    return block_output(block, tokens[:, :first_tokens], own.h, attended)
