@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
-from dcal.data.records import NO_CAMERA, DatasetSplits
+from dcal.data.records import NO_CAMERA, DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits
 from dcal.errors import DatasetError
 
@@ -34,8 +34,9 @@ def _identity_folders(split: Path) -> dict[str, list[Path]]:
     return folders
 
 
-def _entries(folders: dict[str, list[Path]], pid_of: dict[str, int]) -> list[tuple[str, int, int]]:
-    return [(str(path), pid_of[name], NO_CAMERA) for name, paths in folders.items() for path in paths]
+def _records(folders: dict[str, list[Path]], pid_of: dict[str, int]) -> list[ReIDRecord]:
+    """A record per image, its identity numbered by ``pid_of`` its folder name, without a camera."""
+    return [ReIDRecord.as_written(str(path), pid_of[name], NO_CAMERA) for name, paths in folders.items() for path in paths]
 
 
 def load(root) -> DatasetSplits:
@@ -48,5 +49,5 @@ def load(root) -> DatasetSplits:
         query = gallery = _identity_folders(root / "test")
     test_pid = {name: pid for pid, name in enumerate(sorted(set(query) | set(gallery)))}
     train_pid = {name: pid for pid, name in enumerate(sorted(train))}
-    return build_reid_splits(DATASET, root, _entries(train, train_pid), _entries(query, test_pid),
-                             _entries(gallery, test_pid), official={})
+    return build_reid_splits(DATASET, root, _records(train, train_pid), _records(query, test_pid),
+                             _records(gallery, test_pid), official={})
