@@ -5,7 +5,7 @@ Layout: ``train/<identity>/<image>`` and either ``query/<identity>/<image>`` wit
 query ranked against all the test images.  Identities are the folder names (any text): training
 identities are relabelled 0..n-1 in sorted order; query and gallery identities are numbered by
 the sorted names over both (``original_pid``), so a name means the same identity in each.  Images
-are files ending in .jpg, .jpeg, .png, .bmp, .webp (any case).
+are files with one of :data:`dcal.data.image_files.IMAGE_SUFFIXES` (any case).
 
 There are no camera ids (``camid`` = ``NO_CAMERA``): evaluation leaves out only each query's own
 image (:mod:`dcal.evaluation.camera_filter`).  There are no official sizes to check.
