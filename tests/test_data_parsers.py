@@ -75,7 +75,8 @@ def test_cub200_listed_image_missing(tmp_path):
 
 
 @pytest.mark.parametrize("name,lines,message", [
-    ("train_test_split.txt", ["1 1", "2 yes", "3 1"], r"line 2 of .*train_test_split\.txt \('2 yes'\) is not '<image id> <1 = train, 0 = test>'"),
+    ("train_test_split.txt", ["1 1", "2 yes", "3 1"],
+     r"image id 2 has 'yes' in train_test_split\.txt; expected 1 \(train\) or 0 \(test\), at line 2 of .*train_test_split\.txt"),
     ("bounding_boxes.txt", ["1 60 27 325 304", "2 139 30", "3 14 112 388 186"],
      r"line 2 of .*bounding_boxes\.txt \('2 139 30'\) is not '<image id> <x> <y> <w> <h>'"),
     ("image_class_labels.txt", ["1 1", "2", "3 2"], r"line 2 of .*image_class_labels\.txt \('2'\) is not '<image id> <class id>'"),

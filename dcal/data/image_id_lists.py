@@ -60,7 +60,8 @@ def read_listed_images(root: Path, dataset: str, layout: str) -> list[ListedImag
             raise DatasetError(f"{dataset}: image id {image_id} of images.txt is missing from {', '.join(missing)}")
         flag = is_train[image_id]
         if flag.fields[0] not in ("0", "1"):
-            raise malformed_line(dataset, root / "train_test_split.txt", flag.number, flag.text, LISTS["train_test_split.txt"])
+            raise DatasetError(f"{dataset}: image id {image_id} has {flag.fields[0]!r} in train_test_split.txt; expected "
+                               f"1 (train) or 0 (test), at line {flag.number} of {root / 'train_test_split.txt'}")
         box_line = boxes[image_id]
         try:
             box = tuple(float(v) for v in box_line.fields[:4])
