@@ -2,9 +2,9 @@
 ``cuhk03-np.zip`` unpacks.
 
 Layout: ``detected/`` and ``labeled/`` (boxes from a pedestrian detector or drawn by hand), each
-with Market-1501's (:mod:`dcal.data.market_layout`) ``bounding_box_train/``, ``query/`` and ``bounding_box_test/`` of
-``<pid>_c<camera>_<index>.png`` files (``.jpg`` is read too); 767 training and 700 test identities,
-two cameras.  Option ``variant``: ``"detected"`` (default, the harder one most papers report first)
+with Market-1501's folders (:data:`dcal.data.market_layout.FOLDERS`: ``bounding_box_train/``,
+``query/`` and ``bounding_box_test/``) of ``<pid>_c<camera>_<index>.png`` files (``.jpg`` is read
+too); 767 training and 700 test identities, two cameras.  Option ``variant``: ``"detected"`` (default, the harder one most papers report first)
 or ``"labeled"``.
 """
 
