@@ -74,6 +74,22 @@ def test_cub200_listed_image_missing(tmp_path):
         load_dataset("cub200", tmp_path)
 
 
+@pytest.mark.parametrize("name,lines,message", [
+    ("train_test_split.txt", ["1 1", "2 yes", "3 1"],
+     r"image id 2 has 'yes' in train_test_split\.txt; expected 1 \(train\) or 0 \(test\), at line 2 of .*train_test_split\.txt"),
+    ("bounding_boxes.txt", ["1 60 27 325 304", "2 139 30", "3 14 112 388 186"],
+     r"line 2 of .*bounding_boxes\.txt \('2 139 30'\) is not '<image id> <x> <y> <w> <h>'"),
+    ("image_class_labels.txt", ["1 1", "2", "3 2"], r"line 2 of .*image_class_labels\.txt \('2'\) is not '<image id> <class id>'"),
+    ("classes.txt", ["1 001.Black_footed_Albatross", "two 002.Laysan_Albatross"],
+     r"line 2 of .*classes\.txt \('two 002\.Laysan_Albatross'\) is not '<class id> <folder name>'"),
+])
+def test_cub200_malformed_lines_name_file_line_and_form(tmp_path, name, lines, message):
+    write_cub(tmp_path)
+    write(tmp_path / name, lines)
+    with pytest.raises(DatasetError, match=f"^cub200: {message}$"):
+        load_dataset("cub200", tmp_path)
+
+
 # ----------------------------------------------------------------------------- Stanford Cars
 
 
@@ -160,6 +176,21 @@ def test_aircraft_levels_splits_and_banner(tmp_path):
     assert [maker.class_names[r.label] for r in maker.splits["trainval"]] == ["Boeing", "Airbus", "Boeing"]
     with pytest.raises(DatasetError, match="level 'model' is not one of variant, family, manufacturer"):
         load_dataset("aircraft", tmp_path, level="model")
+
+
+@pytest.mark.parametrize("name,lines,line,expected", [
+    ("images_variant_test.txt", ["0062781 737-700", "", "1025794"], "line 3 of .*images_variant_test\\.txt \\('1025794'\\)",
+     "<image id> <class name>"),
+    ("images_box.txt", ["1025794 3 144 998 431", "0056978 3 144 998"], "line 2 of .*images_box\\.txt \\('0056978 3 144 998'\\)",
+     "<image id> <xmin> <ymin> <xmax> <ymax>"),
+    ("images_box.txt", ["1025794 3 144 nine 431"], "line 1 of .*images_box\\.txt \\('1025794 3 144 nine 431'\\)",
+     "<image id> <xmin> <ymin> <xmax> <ymax>"),
+])
+def test_aircraft_malformed_lines_name_file_line_and_form(tmp_path, name, lines, line, expected):
+    write_aircraft(tmp_path)
+    write(tmp_path / "fgvc-aircraft-2013b" / "data" / name, lines)  # the line number counts the blank line
+    with pytest.raises(DatasetError, match=f"^aircraft: {line} is not '{expected}'$"):
+        load_dataset("aircraft", tmp_path)
 
 
 # ----------------------------------------------------------------------------- Market-1501 / DukeMTMC-reID

@@ -4,6 +4,7 @@ miniature written in its official layout."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,8 @@ from PIL import Image
 
 from dcal.cli import main
 from dcal.data.catalog import load_dataset
+from dcal.data.image_dataset import load_record_image
+from dcal.data.image_files import IMAGE_SUFFIXES
 from dcal.data.layout import SplitSizeWarning
 from dcal.data.records import NO_CAMERA
 from dcal.data.splits import summarize
@@ -271,6 +274,20 @@ def test_reid_folder_identities_without_cameras(tmp_path):
     shutil.rmtree(only_test / "test")
     with pytest.raises(DatasetError, match=r"only_test/query not found; expected layout.*test/<identity>"):
         load_dataset("reid_folder", only_test)
+
+
+def test_image_suffixes_are_pillow_formats_and_both_folder_layouts_read_them(tmp_path):
+    opened = Image.registered_extensions()
+    assert all(opened.get(suffix) in Image.OPEN for suffix in IMAGE_SUFFIXES)  # Pillow reads each
+    for root, dataset in ((tmp_path / "fgvc", "image_folder"), (tmp_path / "reid", "reid_folder")):
+        for split in ("train", "test"):
+            for i, suffix in enumerate(IMAGE_SUFFIXES):  # every suffix, in upper case every other time
+                touch(root / split / "a" / f"{i:02d}{suffix.upper() if i % 2 else suffix}", size=(6, 4))
+            (root / split / "a" / "notes.txt").write_text("not an image")
+            touch(root / split / "a" / "scan.pdf")  # Pillow writes PDF but cannot open it
+        records = load_dataset(dataset, root).splits["train"]
+        assert [Path(r.path).suffix.lower() for r in records] == list(IMAGE_SUFFIXES)
+        assert all(load_record_image(r).size == (6, 4) for r in records)
 
 
 # ----------------------------------------------------------------------------- dcal data

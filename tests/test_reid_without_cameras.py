@@ -9,7 +9,8 @@ import torch
 
 from dcal.data.records import NO_CAMERA, ReIDRecord
 from dcal.evaluation.camera_filter import QUERY_IMAGE, SAME_CAMERA, exclusion_groups
-from dcal.evaluation.vehicleid_protocol import gallery_draws, vehicleid_metrics
+from dcal.data.gallery_draws import gallery_draws
+from dcal.evaluation.vehicleid_protocol import vehicleid_metrics
 
 
 def reference(qf, gf, q_pids, g_pids, q_paths, g_paths) -> dict:

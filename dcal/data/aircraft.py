@@ -14,7 +14,7 @@ Every image carries a 20-pixel copyright banner at the bottom: records have ``cr
 from __future__ import annotations
 
 from dcal.data.splits import build_fgvc_splits
-from dcal.data.layout import find_root, read_lines, require, require_files
+from dcal.data.layout import find_root, malformed_line, read_lines, read_numbered_lines, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError
 
@@ -27,15 +27,30 @@ SPLIT_IMAGES = {"train": 3334, "val": 3333, "trainval": 6667, "test": 3333}
 BANNER_ROWS = 20
 
 
+def _read_split(path) -> list[tuple[str, str]]:
+    """``(image id, class name)`` per line of an ``images_<level>_<split>.txt``."""
+    entries = []
+    for number, line in read_numbered_lines(path, DATASET, LAYOUT):
+        fields = line.split(maxsplit=1)
+        if len(fields) != 2:
+            raise malformed_line(DATASET, path, number, line, "<image id> <class name>")
+        entries.append((fields[0], fields[1]))
+    return entries
+
+
 def _boxes(data) -> dict:
+    """``{image id: (x, y, w, h)}``, 0-based, from ``images_box.txt`` (1-based corners), if present."""
     path = data / "images_box.txt"
     if not path.exists():
         return {}
     boxes = {}
-    for line in read_lines(path, DATASET, LAYOUT):
-        image_id, *coords = line.split()
-        x1, y1, x2, y2 = (float(v) for v in coords[:4])
-        boxes[image_id] = (x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)
+    for number, line in read_numbered_lines(path, DATASET, LAYOUT):
+        fields = line.split()
+        try:
+            x1, y1, x2, y2 = (float(v) for v in fields[1:5])
+        except ValueError:
+            raise malformed_line(DATASET, path, number, line, "<image id> <xmin> <ymin> <xmax> <ymax>") from None
+        boxes[fields[0]] = (x1 - 1, y1 - 1, x2 - x1 + 1, y2 - y1 + 1)
     return boxes
 
 
@@ -51,11 +66,7 @@ def load(root, level: str = "variant", train_split: str = "trainval") -> Dataset
     names_file, official_classes = LEVELS[level]
     lists = {}
     for split in SPLITS:
-        path = data / f"images_{level}_{split}.txt"
-        lists[split] = [tuple(line.split(maxsplit=1)) for line in read_lines(path, DATASET, LAYOUT)]
-        bad = [entry for entry in lists[split] if len(entry) != 2]
-        if bad:
-            raise DatasetError(f"{DATASET}: line '{bad[0][0]}' of {path} is not '<image id> <class name>'")
+        lists[split] = _read_split(data / f"images_{level}_{split}.txt")
     if (data / names_file).exists():
         class_names = read_lines(data / names_file, DATASET, LAYOUT)
     else:

@@ -9,8 +9,8 @@ The synthetic FGVC set (``dcal demo-data --task fgvc``) is written in this layou
 from __future__ import annotations
 
 from dcal.data.splits import build_fgvc_splits
-from dcal.data.cub_lists import read_listed_images
-from dcal.data.layout import find_root, read_lines, require, require_files
+from dcal.data.image_id_lists import read_listed_images
+from dcal.data.layout import find_root, malformed_line, read_numbered_lines, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError
 
@@ -20,16 +20,24 @@ LAYOUT = ("images/<class>/<file>.jpg, images.txt, image_class_labels.txt, train_
 OFFICIAL = {"train": {"images": 5994, "classes": 200}, "test": {"images": 5794, "classes": 200}}
 
 
+def _read_classes(path) -> list[tuple[int, str]]:
+    """``(class id, folder name)`` per line of ``classes.txt``."""
+    classes = []
+    for number, line in read_numbered_lines(path, DATASET, LAYOUT):
+        fields = line.split(maxsplit=1)
+        try:
+            classes.append((int(fields[0]), fields[1]))
+        except (ValueError, IndexError):
+            raise malformed_line(DATASET, path, number, line, "<class id> <folder name>") from None
+    return classes
+
+
 def load(root) -> DatasetSplits:
     """CUB-200-2011 train / test with bounding boxes and class names."""
     root = find_root(root, "images.txt", DATASET, LAYOUT)
     images_dir = require(root / "images", DATASET, LAYOUT)
     listed = read_listed_images(root, DATASET, LAYOUT)
-    try:
-        classes = sorted(((int(fields[0]), fields[1]) for fields in
-                          (line.split(maxsplit=1) for line in read_lines(root / "classes.txt", DATASET, LAYOUT))))
-    except (ValueError, IndexError):
-        raise DatasetError(f"{DATASET}: {root / 'classes.txt'} has a line that is not '<class id> <folder name>'") from None
+    classes = sorted(_read_classes(root / "classes.txt"))
     class_names = [name.split(".", 1)[-1].replace("_", " ") for _, name in classes]
     class_ids = {str(number): label for label, (number, _) in enumerate(classes)}  # ids as written -> labels
     splits = {"train": [], "test": []}

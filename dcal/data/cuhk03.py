@@ -2,9 +2,9 @@
 ``cuhk03-np.zip`` unpacks.
 
 Layout: ``detected/`` and ``labeled/`` (boxes from a pedestrian detector or drawn by hand), each
-with Market-1501's ``bounding_box_train/``, ``query/`` and ``bounding_box_test/`` of
-``<pid>_c<camera>_<index>.png`` files (``.jpg`` is read too); 767 training and 700 test identities,
-two cameras.  Option ``variant``: ``"detected"`` (default, the harder one most papers report first)
+with Market-1501's folders (:data:`dcal.data.market_layout.FOLDERS`: ``bounding_box_train/``,
+``query/`` and ``bounding_box_test/``) of ``<pid>_c<camera>_<index>.png`` files (``.jpg`` is read
+too); 767 training and 700 test identities, two cameras.  Option ``variant``: ``"detected"`` (default, the harder one most papers report first)
 or ``"labeled"``.
 """
 
@@ -13,14 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcal.data.layout import find_root, require
-from dcal.data.records import DatasetSplits
+from dcal.data.market_layout import FOLDERS
+from dcal.data.records import DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits, pid_camera_from_name
 from dcal.errors import DatasetError
 
 DATASET = "cuhk03"
 LAYOUT = ("detected/ and labeled/, each with bounding_box_train/, query/, bounding_box_test/ holding "
           "<pid>_c<camera>_<index>.png files")
-FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 SUFFIXES = {".png", ".jpg"}
 _IDS = {"train": 767, "query": 700, "gallery": 700}
 OFFICIAL = {
@@ -30,14 +30,14 @@ OFFICIAL = {
 }
 
 
-def read_folder(folder: Path) -> list[tuple[str, int, int]]:
-    """``(path, pid, 0-based camid)`` for every image of ``folder``."""
-    return [(str(path), *_pid_camid(path)) for path in sorted(folder.iterdir()) if path.suffix.lower() in SUFFIXES]
-
-
-def _pid_camid(path: Path) -> tuple[int, int]:
-    pid, camera = pid_camera_from_name(path, DATASET)
-    return pid, camera - 1
+def read_folder(folder: Path) -> list[ReIDRecord]:
+    """A record (identity as written, 0-based camera) for every image of ``folder``."""
+    records = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in SUFFIXES:
+            pid, camera = pid_camera_from_name(path, DATASET)
+            records.append(ReIDRecord.as_written(str(path), pid, camera - 1))
+    return records
 
 
 def load(root, variant: str = "detected") -> DatasetSplits:

@@ -9,6 +9,9 @@ from typing import Sequence
 from dcal.data.image_dataset import load_image
 from dcal.errors import DatasetError
 
+#: What counts as an image in a user's folders (``image_folder``, ``reid_folder``, the folders given to
+#: ``dcal predict``, ``search`` or ``visualize``): the suffixes of the formats Pillow opens that image datasets are distributed
+#: in — JPEG (most), PNG (CUHK03), BMP (VIPeR), GIF, TIFF, WebP and PPM/PGM.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 

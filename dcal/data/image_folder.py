@@ -2,8 +2,8 @@
 
 Layout: ``train/<class>/<image>``, ``test/<class>/<image>`` and optionally ``val/<class>/<image>``.
 Classes are the sorted folder names of ``train/``; a class folder in another split that ``train/``
-lacks is an error.  Images are files with one of :data:`dcal.data.image_files.IMAGE_SUFFIXES`.  There are
-no official sizes to check and no boxes.
+lacks is an error.  Images are files with one of :data:`dcal.data.image_files.IMAGE_SUFFIXES` (any
+case).  There are no official sizes to check and no boxes.
 """
 
 from __future__ import annotations

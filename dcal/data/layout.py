@@ -3,7 +3,8 @@
 - :func:`find_root` accepts the dataset folder itself or the folder it was unpacked into
   (``CUB_200_2011.tgz`` unpacks to ``CUB_200_2011/``, Market-1501 to ``Market-1501-v15.09.15/``, ...).
 - :func:`require` raises :class:`~dcal.errors.DatasetError` naming a missing path and the expected
-  layout.
+  layout; :func:`malformed_line` is the error for an annotation line that is not what the layout
+  says (file, line number, the line, the expected form).
 - :func:`check_split_sizes` compares what was found with the official sizes and issues a
   :class:`SplitSizeWarning` (with both numbers) per difference.  A folder written by
   ``dcal demo-data`` carries a ``SYNTHETIC.json`` marker with its own sizes, which then replace the
@@ -49,21 +50,23 @@ def require(path: Path, dataset: str, layout: str) -> Path:
     return path
 
 
+def read_numbered_lines(path: Path, dataset: str, layout: str) -> list[tuple[int, str]]:
+    """``(line number in the file, 1-based; the line stripped)`` for the non-empty lines of a required
+    text file."""
+    text = require(path, dataset, layout).read_text(encoding="utf-8")
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
 def read_lines(path: Path, dataset: str, layout: str) -> list[str]:
     """The non-empty, stripped lines of a required text file."""
-    text = require(path, dataset, layout).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line for _, line in read_numbered_lines(path, dataset, layout)]
 
 
-def read_id_table(path: Path, dataset: str, layout: str) -> dict[str, list[str]]:
-    """``{id: remaining fields}`` of a text file of ``<id> <field> ...`` lines (CUB's and NABirds' lists)."""
-    table = {}
-    for line in read_lines(path, dataset, layout):
-        fields = line.split()
-        if len(fields) < 2:
-            raise DatasetError(f"{dataset}: line '{line}' of {path} has no value after the image id")
-        table[fields[0]] = fields[1:]
-    return table
+def malformed_line(dataset: str, path: Path, number: int, line: str, expected: str, hint: str = "") -> DatasetError:
+    """The error for line ``number`` of ``path`` not being of the ``expected`` form, e.g.
+    ``aircraft: line 3 of .../images_box.txt ('0034309 12') is not '<image id> <xmin> <ymin> <xmax> <ymax>'``,
+    followed by ``hint`` if given."""
+    return DatasetError(f"{dataset}: line {number} of {path} ('{line}') is not '{expected}'" + (f" {hint}" if hint else ""))
 
 
 def require_files(paths, dataset: str, listed_in: Path) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcal.data.layout import find_root, read_lines, require, require_files
-from dcal.data.records import DatasetSplits
+from dcal.data.layout import find_root, malformed_line, read_numbered_lines, require, require_files
+from dcal.data.records import DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits, check_identifiers
 from dcal.errors import DatasetError
 
@@ -29,22 +29,25 @@ OFFICIAL = {
 }
 
 
-def read_list(list_path: Path, folder: Path) -> list[tuple[str, int, int]]:
-    """``(path, pid, 0-based camid)`` for each line of an MSMT17 list file."""
-    entries = []
-    for line in read_lines(list_path, DATASET, LAYOUT):
+def read_list(list_path: Path, folder: Path) -> list[ReIDRecord]:
+    """A record (identity as written, 0-based camera) for each line of an MSMT17 list file."""
+    records = []
+    for number, line in read_numbered_lines(list_path, DATASET, LAYOUT):
         fields = line.split()
         try:
             relative, pid = fields[0], int(fields[1])
+        except (IndexError, ValueError):
+            raise malformed_line(DATASET, list_path, number, line, "<relative path> <pid>") from None
+        try:
             camera = int(Path(relative).name.split("_")[2])
         except (IndexError, ValueError):
-            raise DatasetError(f"{DATASET}: line '{line}' of {list_path} is not '<relative path> <pid>' "
-                               "with a file name <pid>_<index>_<camera>_...") from None
-        check_identifiers(f"line '{line}' of {list_path}", DATASET, pid, camera, pids=range(0, 3060),
+            raise DatasetError(f"{DATASET}: line {number} of {list_path}: file name {Path(relative).name} is not "
+                               "'<pid>_<index>_<camera>_...'") from None
+        check_identifiers(f"line {number} of {list_path} ('{line}')", DATASET, pid, camera, pids=range(0, 3060),
                           cameras=range(1, 16))
-        entries.append((str(folder / relative), pid, camera - 1))
-    require_files([path for path, _, _ in entries], DATASET, list_path)
-    return entries
+        records.append(ReIDRecord.as_written(str(folder / relative), pid, camera - 1))
+    require_files([r.path for r in records], DATASET, list_path)
+    return records
 
 
 def load(root, include_val: bool = True) -> DatasetSplits:

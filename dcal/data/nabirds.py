@@ -14,8 +14,8 @@ ascending order, mapped to 0..554 (the hierarchy itself is not needed and not re
 from __future__ import annotations
 
 from dcal.data.splits import build_fgvc_splits
-from dcal.data.cub_lists import read_listed_images
-from dcal.data.layout import find_root, read_lines, require, require_files
+from dcal.data.image_id_lists import read_listed_images
+from dcal.data.layout import find_root, malformed_line, read_numbered_lines, require, require_files
 from dcal.data.records import DatasetSplits, FGVCRecord
 from dcal.errors import DatasetError
 
@@ -28,12 +28,12 @@ OFFICIAL = {"train": {"images": 23929, "classes": 555}, "test": {"images": 24633
 def _class_names(root) -> dict[int, str]:
     path = root / "classes.txt"
     names = {}
-    for line in read_lines(path, DATASET, LAYOUT):
+    for number, line in read_numbered_lines(path, DATASET, LAYOUT):
         fields = line.split(maxsplit=1)
         try:
             names[int(fields[0])] = fields[1] if len(fields) > 1 else fields[0]
         except ValueError:
-            raise DatasetError(f"{DATASET}: line '{line}' of {path} is not '<class id> <name>'") from None
+            raise malformed_line(DATASET, path, number, line, "<class id> <name>") from None
     return names
 
 

@@ -1,7 +1,7 @@
 """Named records for one image of a dataset split, and the parsed dataset as a whole.
 
-Unlike torchreid's positional ``(img, pid, camid, dsetid)`` tuples, every
-parser returns frozen dataclasses whose fields say what they are.
+Unlike torchreid's positional ``(img, pid, camid, dsetid)`` tuples, every parser reads and returns
+frozen dataclasses whose fields say what they are.
 
 Coordinates are pixels of the image file as stored, origin at the top-left corner, 0-based.
 """
@@ -54,6 +54,12 @@ class ReIDRecord:
     camid: int
     original_pid: int
 
+    @classmethod
+    def as_written(cls, path: str, pid: int, camid: int) -> "ReIDRecord":
+        """A record whose ``pid`` is the identity as the dataset writes it (``original_pid``): what
+        a parser reads; :func:`dcal.data.splits.relabel` renumbers the training split's."""
+        return cls(path=path, pid=pid, camid=camid, original_pid=pid)
+
 
 #: ``ReIDRecord.camid`` of an image whose camera is not known.
 NO_CAMERA = -1
@@ -67,17 +73,18 @@ class DatasetSplits:
 
     - ``name``: the catalogue name (``cub200``, ``market1501``, ...).
     - ``task``: ``"fgvc"`` or ``"reid"``.
+    - ``root``: the dataset folder found under the root given (:func:`dcal.data.layout.find_root`).
     - ``splits``: records per split. FGVC: ``train`` and ``test`` (FGVC-Aircraft also ``val`` and
-      ``trainval``); Re-ID: ``train``, ``query``, ``gallery``.
+      ``trainval``); Re-ID: ``train``, ``query``, ``gallery`` (VehicleID also ``test``).
     - ``train_split``: the key of the split the model trains on (``"train"`` everywhere except
-      FGVC-Aircraft, whose default is ``"trainval"`` as in the paper); :attr:`train` returns it.
+      FGVC-Aircraft, whose default is ``"trainval"`` as in the paper).
     - ``class_names``: class names by label where the dataset has them, else ``None``.
     - ``num_classes``: FGVC classes, or the number of Re-ID training identities.
     - ``mismatches``: human-readable differences from the official split sizes (each was also
       issued as a :class:`SplitSizeWarning`).
     - ``reid_protocol``: how Re-ID is evaluated: ``"fixed"``, the ``query`` split against the
       ``gallery`` split; ``"gallery_draws"`` (VehicleID), galleries of one random image per identity
-      drawn repeatedly from the ``test`` split (:mod:`dcal.evaluation.vehicleid_protocol`).
+      drawn repeatedly from the ``test`` split (:mod:`dcal.data.gallery_draws`).
     """
 
     name: str

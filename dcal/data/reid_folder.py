@@ -5,7 +5,7 @@ Layout: ``train/<identity>/<image>`` and either ``query/<identity>/<image>`` wit
 query ranked against all the test images.  Identities are the folder names (any text): training
 identities are relabelled 0..n-1 in sorted order; query and gallery identities are numbered by
 the sorted names over both (``original_pid``), so a name means the same identity in each.  Images
-are files ending in .jpg, .jpeg, .png, .bmp, .webp (any case).
+are files with one of :data:`dcal.data.image_files.IMAGE_SUFFIXES` (any case).
 
 There are no camera ids (``camid`` = ``NO_CAMERA``): evaluation leaves out only each query's own
 image (:mod:`dcal.evaluation.camera_filter`).  There are no official sizes to check.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dcal.data.image_files import is_image
 from dcal.data.layout import find_root, require
-from dcal.data.records import NO_CAMERA, DatasetSplits
+from dcal.data.records import NO_CAMERA, DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits
 from dcal.errors import DatasetError
 
@@ -34,8 +34,9 @@ def _identity_folders(split: Path) -> dict[str, list[Path]]:
     return folders
 
 
-def _entries(folders: dict[str, list[Path]], pid_of: dict[str, int]) -> list[tuple[str, int, int]]:
-    return [(str(path), pid_of[name], NO_CAMERA) for name, paths in folders.items() for path in paths]
+def _records(folders: dict[str, list[Path]], pid_of: dict[str, int]) -> list[ReIDRecord]:
+    """A record per image, its identity numbered by ``pid_of`` its folder name, without a camera."""
+    return [ReIDRecord.as_written(str(path), pid_of[name], NO_CAMERA) for name, paths in folders.items() for path in paths]
 
 
 def load(root) -> DatasetSplits:
@@ -48,5 +49,5 @@ def load(root) -> DatasetSplits:
         query = gallery = _identity_folders(root / "test")
     test_pid = {name: pid for pid, name in enumerate(sorted(set(query) | set(gallery)))}
     train_pid = {name: pid for pid, name in enumerate(sorted(train))}
-    return build_reid_splits(DATASET, root, _entries(train, train_pid), _entries(query, test_pid),
-                             _entries(gallery, test_pid), official={})
+    return build_reid_splits(DATASET, root, _records(train, train_pid), _records(query, test_pid),
+                             _records(gallery, test_pid), official={})

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcal.data.layout import find_root, read_lines, require_files
-from dcal.data.records import NO_CAMERA, DatasetSplits
+from dcal.data.layout import find_root, malformed_line, read_lines, read_numbered_lines, require_files
+from dcal.data.records import NO_CAMERA, DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits
-from dcal.errors import DatasetError
 
 DATASET = "reid_list"
 LAYOUT = ("train.txt, query.txt, gallery.txt with lines '<path relative to the root> <pid> <camid>' "
@@ -39,20 +38,20 @@ def _is_int(text: str) -> bool:
     return True
 
 
-def read_list(list_path: Path, root: Path, cameras: bool = True) -> list[tuple[str, int, int]]:
-    """``(path, pid, camid)`` per line (``camid`` = ``NO_CAMERA`` if not ``cameras``), junk (pid −1) dropped."""
+def read_list(list_path: Path, root: Path, cameras: bool = True) -> list[ReIDRecord]:
+    """A record (identity as written; ``camid`` = ``NO_CAMERA`` if not ``cameras``) per line, junk
+    (pid −1) dropped."""
     form = "<path> <pid> <camid>" if cameras else "<path> <pid>"
-    entries = []
-    for number, line in enumerate(read_lines(list_path, DATASET, LAYOUT), start=1):
+    records = []
+    for number, line in read_numbered_lines(list_path, DATASET, LAYOUT):
         fields = line.rsplit(maxsplit=2 if cameras else 1)
         if cameras != _has_camera_column(line) or not all(_is_int(f) for f in fields[1:]) or len(fields) < 2:
-            raise DatasetError(f"{DATASET}: line {number} of {list_path} ('{line}') is not '{form}' "
-                               "like the first line of the lists")
+            raise malformed_line(DATASET, list_path, number, line, form, "like the first line of the lists")
         pid, camid = int(fields[1]), int(fields[2]) if cameras else NO_CAMERA
         if pid != -1:
-            entries.append((str(root / fields[0]), pid, camid))
-    require_files([path for path, _, _ in entries], DATASET, list_path)
-    return entries
+            records.append(ReIDRecord.as_written(str(root / fields[0]), pid, camid))
+    require_files([r.path for r in records], DATASET, list_path)
+    return records
 
 
 def load(root) -> DatasetSplits:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from dcal.data.layout import check_split_sizes
@@ -81,20 +82,17 @@ def check_identifiers(where, dataset: str, pid: int, camera: int, pids: range | 
                            f"({cameras.start}..{cameras.stop - 1})")
 
 
-def relabel(entries: list[tuple[str, int, int]]) -> list[ReIDRecord]:
+def relabel(records: list[ReIDRecord]) -> list[ReIDRecord]:
     """Training records with ``pid`` relabelled to 0..n-1 in sorted order of the original ids."""
-    label_of = {pid: label for label, pid in enumerate(sorted({pid for _, pid, _ in entries}))}
-    return [ReIDRecord(path=path, pid=label_of[pid], camid=camid, original_pid=pid) for path, pid, camid in entries]
+    label_of = {pid: label for label, pid in enumerate(sorted({r.original_pid for r in records}))}
+    return [replace(r, pid=label_of[r.original_pid]) for r in records]
 
 
-def keep_ids(entries: list[tuple[str, int, int]]) -> list[ReIDRecord]:
-    """Query or gallery records, identities as written."""
-    return [ReIDRecord(path=path, pid=pid, camid=camid, original_pid=pid) for path, pid, camid in entries]
-
-
-def build_reid_splits(name: str, root: Path, train, query, gallery, official: dict) -> DatasetSplits:
-    """The :class:`DatasetSplits` of ``(path, pid, 0-based camid)`` lists, checked against ``official``."""
-    splits = {"train": relabel(train), "query": keep_ids(query), "gallery": keep_ids(gallery)}
+def build_reid_splits(name: str, root: Path, train: list[ReIDRecord], query: list[ReIDRecord],
+                      gallery: list[ReIDRecord], official: dict) -> DatasetSplits:
+    """The :class:`DatasetSplits` of records read with identities as written
+    (:meth:`ReIDRecord.as_written`), training identities relabelled, checked against ``official``."""
+    splits = {"train": relabel(train), "query": query, "gallery": gallery}
     mismatches = check_split_sizes(name, root, summarize(splits), official)
     num_ids = len({r.pid for r in splits["train"]})
     return DatasetSplits(

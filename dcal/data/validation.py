@@ -21,6 +21,7 @@ import dataclasses
 import numpy as np
 
 from dcal.data.records import DatasetSplits, ReIDRecord
+from dcal.data.splits import relabel
 from dcal.errors import ConfigError
 
 FGVC_VAL = "holdout_val"
@@ -91,9 +92,7 @@ def hold_out_identities(records: list, fraction: float, seed: int) -> tuple[list
     pids = sorted({r.pid for r in records})
     count = min(int(round(fraction * len(pids))), len(pids) - 1)
     held = set(np.random.default_rng([seed, 0x1D5]).permutation(pids)[:count].tolist())
-    kept = [r for r in records if r.pid not in held]
-    label_of = {pid: label for label, pid in enumerate(sorted({r.original_pid for r in kept}))}
-    kept = [dataclasses.replace(r, pid=label_of[r.original_pid]) for r in kept]
+    kept = relabel([r for r in records if r.pid not in held])
     val = [dataclasses.replace(r, pid=r.original_pid) for r in records if r.pid in held]
     return kept, val
 

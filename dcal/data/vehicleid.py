@@ -6,20 +6,20 @@ name without ``.jpg``).  There are no camera ids (records have ``camid`` = ``NO_
 
 Option ``test_size`` (800, 1600 or 2400; default 800, the "small" test set) picks the test list.
 The ``test`` split is that list; evaluation draws galleries of one image per vehicle from it, ten
-times (:mod:`dcal.evaluation.vehicleid_protocol`).  ``query`` and ``gallery`` are the first of those
-draws, for the commands that show or export one query / gallery split.
+times (:mod:`dcal.data.gallery_draws`, scored by :mod:`dcal.evaluation.vehicleid_protocol`).
+``query`` and ``gallery`` are the first of those draws, for the commands that show or export one
+query / gallery split.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dcal.data.layout import check_split_sizes, find_root, read_lines, require, require_files
-from dcal.data.records import NO_CAMERA, DatasetSplits
-from dcal.data.splits import keep_ids, relabel
-from dcal.data.splits import summarize
+from dcal.data.gallery_draws import gallery_draws
+from dcal.data.layout import check_split_sizes, find_root, malformed_line, read_numbered_lines, require, require_files
+from dcal.data.records import NO_CAMERA, DatasetSplits, ReIDRecord
+from dcal.data.splits import relabel, summarize
 from dcal.errors import DatasetError
-from dcal.evaluation.vehicleid_protocol import gallery_draws
 
 DATASET = "vehicleid"
 LAYOUT = ("image/<name>.jpg, train_test_split/train_list.txt, train_test_split/test_list_<800|1600|2400>.txt "
@@ -27,18 +27,18 @@ LAYOUT = ("image/<name>.jpg, train_test_split/train_list.txt, train_test_split/t
 TEST_SIZES = {800: 6493, 1600: 13377, 2400: 19777}  # vehicles: images in the distributed list
 
 
-def read_list(list_path: Path, images: Path) -> list[tuple[str, int, int]]:
-    """``(path, vehicle id, NO_CAMERA)`` per line of a VehicleID list."""
-    entries = []
-    for number, line in enumerate(read_lines(list_path, DATASET, LAYOUT), start=1):
+def read_list(list_path: Path, images: Path) -> list[ReIDRecord]:
+    """A record (vehicle id as written, ``NO_CAMERA``) per line of a VehicleID list."""
+    records = []
+    for number, line in read_numbered_lines(list_path, DATASET, LAYOUT):
         fields = line.split()
         try:
             name, pid = fields[0], int(fields[1])
         except (IndexError, ValueError):
-            raise DatasetError(f"{DATASET}: line {number} of {list_path} ('{line}') is not '<name> <vehicle id>'") from None
-        entries.append((str(images / f"{name}.jpg"), pid, NO_CAMERA))
-    require_files([path for path, _, _ in entries], DATASET, list_path)
-    return entries
+            raise malformed_line(DATASET, list_path, number, line, "<name> <vehicle id>") from None
+        records.append(ReIDRecord.as_written(str(images / f"{name}.jpg"), pid, NO_CAMERA))
+    require_files([r.path for r in records], DATASET, list_path)
+    return records
 
 
 def load(root, test_size: int = 800) -> DatasetSplits:
@@ -50,12 +50,12 @@ def load(root, test_size: int = 800) -> DatasetSplits:
     lists = root / "train_test_split"
     train = read_list(lists / "train_list.txt", images)
     test = read_list(lists / f"test_list_{test_size}.txt", images)
-    first_gallery = set(gallery_draws([pid for _, pid, _ in test], num_draws=1)[0].tolist())
+    first_gallery = set(gallery_draws([r.pid for r in test], num_draws=1)[0].tolist())
     splits = {
         "train": relabel(train),
-        "test": keep_ids(test),
-        "query": keep_ids([entry for i, entry in enumerate(test) if i not in first_gallery]),
-        "gallery": keep_ids([entry for i, entry in enumerate(test) if i in first_gallery]),
+        "test": test,
+        "query": [r for i, r in enumerate(test) if i not in first_gallery],
+        "gallery": [r for i, r in enumerate(test) if i in first_gallery],
     }
     official = {"train": {"images": 113346, "ids": 13164},
                 "test": {"images": TEST_SIZES[test_size], "ids": test_size}}

@@ -8,7 +8,7 @@ vehicle 1 seen by camera 1.  The lists define the splits; every listed file must
 from __future__ import annotations
 
 from dcal.data.layout import find_root, read_lines, require, require_files
-from dcal.data.records import DatasetSplits
+from dcal.data.records import DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits, pid_camera_from_name
 
 DATASET = "veri776"
@@ -31,9 +31,9 @@ def load(root) -> DatasetSplits:
         list_path = root / list_name
         paths = [folder_path / name for name in read_lines(list_path, DATASET, LAYOUT)]
         require_files(paths, DATASET, list_path)
-        entries = []
+        records = []
         for path in paths:
             pid, camera = pid_camera_from_name(path, DATASET, pids=range(0, 777), cameras=range(1, 21))
-            entries.append((str(path), pid, camera - 1))
-        lists[split] = entries
+            records.append(ReIDRecord.as_written(str(path), pid, camera - 1))
+        lists[split] = records
     return build_reid_splits(DATASET, root, lists["train"], lists["query"], lists["gallery"], OFFICIAL)

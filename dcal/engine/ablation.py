@@ -1,16 +1,9 @@
 """The paper's ablations for any config: each variant trained for each seed as an ordinary run.
 
-A variant is a list of ``key=value`` overrides on the config (paper §4.3, Tables 5–7):
-
-=============== ===========================================================================
-``baseline``    the plain ViT: no GLCA, no PWCA
-``glca``        GLCA only (its queries chosen by rollout)
-``pwca``        PWCA only
-``dcal``        GLCA and PWCA: the method
-``dcal_random`` DCAL with GLCA's queries drawn at random (the paper's random-query control)
-``dcal_last``   DCAL with GLCA's queries from the last block's attention alone, without rollout
-``dcal_cls``    DCAL with the class-token readout of GLCA, which ignores the selection
-=============== ===========================================================================
+A variant (:data:`VARIANTS`, paper §4.3, Tables 5–7) is a list of ``key=value`` overrides on the
+config: ``baseline`` (the plain ViT), ``glca`` and ``pwca`` (one branch each), ``dcal`` (the
+method) and three controls of GLCA's query selection, ``dcal_random``, ``dcal_last`` and
+``dcal_cls``.
 
 :func:`run_ablation` trains ``DIR/<variant>-s<seed>/`` for each pair, skips runs that already
 finished, resumes unfinished ones (an interrupted ablation continues where it stopped), and writes
@@ -38,13 +31,27 @@ from dcal.engine.run_log import add_timing, read_records, read_timing
 from dcal.errors import CheckpointError, ConfigError
 from dcal.evaluation.paper_figures import PAPER_METRICS, paper_reference
 
-PWCA_VARIANTS = ("pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
-GLCA_SETTINGS = {
-    "glca": ("rollout", "local"), "dcal": ("rollout", "local"), "dcal_random": ("random", "local"),
-    "dcal_last": ("last", "local"), "dcal_cls": ("rollout", "cls"),
+
+@dataclass(frozen=True)
+class Variant:
+    """One setting of the ablation: GLCA's ``(glca_selection, glca_readout)``, or None without GLCA,
+    and whether PWCA is on."""
+
+    glca: Optional[tuple]
+    pwca: bool
+
+
+#: Every variant, in the order they are trained and reported.
+VARIANTS = {
+    "baseline": Variant(glca=None, pwca=False),  # the plain ViT
+    "glca": Variant(glca=("rollout", "local"), pwca=False),  # GLCA only, its queries chosen by rollout
+    "pwca": Variant(glca=None, pwca=True),  # PWCA only
+    "dcal": Variant(glca=("rollout", "local"), pwca=True),  # GLCA and PWCA: the method
+    "dcal_random": Variant(glca=("random", "local"), pwca=True),  # GLCA's queries drawn at random (the paper's control)
+    "dcal_last": Variant(glca=("last", "local"), pwca=True),  # queries from the last block's attention, no rollout
+    "dcal_cls": Variant(glca=("rollout", "cls"), pwca=True),  # GLCA's class-token readout, which ignores the selection
 }
-VARIANTS = ("baseline", "glca", "pwca", "dcal", "dcal_random", "dcal_last", "dcal_cls")
-DEFAULT_VARIANTS = VARIANTS[:5]
+DEFAULT_VARIANTS = tuple(VARIANTS)[:5]
 
 
 def variant_overrides(variant: str, config: Config) -> list[str]:
@@ -52,13 +59,14 @@ def variant_overrides(variant: str, config: Config) -> list[str]:
     ``model.pwca_blocks`` unless it is 0, which becomes the paper's T (``null``)."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown ablation variant {variant!r}; the variants are {', '.join(VARIANTS)}")
+    setting = VARIANTS[variant]
     overrides = []
-    if variant in GLCA_SETTINGS:
-        selection, readout = GLCA_SETTINGS[variant]
+    if setting.glca is not None:
+        selection, readout = setting.glca
         overrides += ["model.glca=true", f"model.glca_selection={selection}", f"model.glca_readout={readout}"]
     else:
         overrides.append("model.glca=false")
-    if variant not in PWCA_VARIANTS:
+    if not setting.pwca:
         overrides.append("model.pwca_blocks=0")
     elif config.model.pwca_blocks == 0:
         overrides.append("model.pwca_blocks=null")

@@ -1,15 +1,12 @@
 """VehicleID's evaluation protocol (Liu et al., "Deep Relative Distance Learning", CVPR 2016).
 
-A test list (800, 1,600 or 2,400 vehicles) has no query / gallery split and no camera ids.  For
-each of :data:`NUM_DRAWS` draws, one image per vehicle, chosen uniformly at random, forms the
-gallery and all other images are queries; each draw is scored with
+A test list (800, 1,600 or 2,400 vehicles) has no query / gallery split and no camera ids.  Each of
+:data:`~dcal.data.gallery_draws.NUM_DRAWS` gallery draws (:mod:`dcal.data.gallery_draws`: one
+image per vehicle, chosen uniformly at random, the same draws in every run) is scored with
 :func:`dcal.evaluation.reid_metrics`, leaving out only the query image itself
 (:mod:`dcal.evaluation.camera_filter`), and the metrics are the mean and the standard deviation
 over the draws.  With one gallery image per vehicle, each query has exactly one true match, so its
 AP (and INP) is 1 / (rank of that match).
-
-The draws are deterministic: draw ``d`` uses ``numpy.random.default_rng([seed, d])``, so every
-evaluation of a test list, in any run, scores the same ten galleries.
 """
 
 from __future__ import annotations
@@ -17,31 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dcal.data.gallery_draws import NUM_DRAWS, SEED, gallery_draws
 from dcal.evaluation.camera_filter import image_groups
 from dcal.evaluation.re_ranking import re_ranking_chunks
 from dcal.errors import EvaluationError
 from dcal.evaluation.reid_metrics import reid_metrics, reid_metrics_from_distances
-
-NUM_DRAWS = 10
-SEED = 0
-
-
-def gallery_draws(pids, num_draws: int = NUM_DRAWS, seed: int = SEED) -> list[np.ndarray]:
-    """For each draw, the (ascending) indices of one image per identity of ``pids``, each identity's
-    image chosen uniformly at random (the smallest of i.i.d. uniform keys)."""
-    pids = np.asarray(pids)
-    if pids.ndim != 1 or len(pids) == 0:
-        raise EvaluationError(f"gallery draws need a non-empty 1-D array of identities, got shape {pids.shape}")
-    if num_draws < 1:
-        raise EvaluationError(f"num_draws must be at least 1, got {num_draws}")
-    draws = []
-    for draw in range(num_draws):
-        keys = np.random.default_rng([seed, draw]).random(len(pids))
-        order = np.lexsort((keys, pids))  # by identity, then key
-        first = np.ones(len(order), dtype=bool)
-        first[1:] = pids[order[1:]] != pids[order[:-1]]
-        draws.append(np.sort(order[first]))
-    return draws
 
 
 def vehicleid_metrics(features, pids, paths=None, *, num_draws: int = NUM_DRAWS, seed: int = SEED,
