@@ -4,7 +4,6 @@ dicts, and a run resumed across the switch (either way) ends bitwise equal to an
 torch.compile runs with dynamo's ``eager`` backend here: the same graph capture and guards as the
 default backend without inductor's C++ compilation, which would take minutes on a CPU."""
 
-import functools
 import signal
 
 import pytest

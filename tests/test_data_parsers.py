@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import scipy.io
-from PIL import Image
 
 from dcal.cli import main
 from dcal.data.catalog import DATASETS, load_dataset

@@ -62,6 +62,19 @@ def read_lines(path: Path, dataset: str, layout: str) -> list[str]:
     return [line for _, line in read_numbered_lines(path, dataset, layout)]
 
 
+def read_name_id_lines(path: Path, dataset: str, layout: str, expected: str) -> list[tuple[int, str, str, int]]:
+    """``(line number, line, name, id)`` for each line ``<name> <integer id> ...`` of a required list
+    file (MSMT17's and VehicleID's lists); a line of another form is a :func:`malformed_line` error."""
+    rows = []
+    for number, line in read_numbered_lines(path, dataset, layout):
+        fields = line.split()
+        try:
+            rows.append((number, line, fields[0], int(fields[1])))
+        except (IndexError, ValueError):
+            raise malformed_line(dataset, path, number, line, expected) from None
+    return rows
+
+
 def malformed_line(dataset: str, path: Path, number: int, line: str, expected: str, hint: str = "") -> DatasetError:
     """The error for line ``number`` of ``path`` not being of the ``expected`` form, e.g.
     ``aircraft: line 3 of .../images_box.txt ('0034309 12') is not '<image id> <xmin> <ymin> <xmax> <ymax>'``,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dcal.data.layout import find_root, malformed_line, read_numbered_lines, require, require_files
+from dcal.data.layout import find_root, read_name_id_lines, require, require_files
 from dcal.data.records import DatasetSplits, ReIDRecord
 from dcal.data.splits import build_reid_splits, check_identifiers
 from dcal.errors import DatasetError
@@ -32,12 +32,7 @@ OFFICIAL = {
 def read_list(list_path: Path, folder: Path) -> list[ReIDRecord]:
     """A record (identity as written, 0-based camera) for each line of an MSMT17 list file."""
     records = []
-    for number, line in read_numbered_lines(list_path, DATASET, LAYOUT):
-        fields = line.split()
-        try:
-            relative, pid = fields[0], int(fields[1])
-        except (IndexError, ValueError):
-            raise malformed_line(DATASET, list_path, number, line, "<relative path> <pid>") from None
+    for number, line, relative, pid in read_name_id_lines(list_path, DATASET, LAYOUT, "<relative path> <pid>"):
         try:
             camera = int(Path(relative).name.split("_")[2])
         except (IndexError, ValueError):

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcal.data.gallery_draws import gallery_draws
-from dcal.data.layout import check_split_sizes, find_root, malformed_line, read_numbered_lines, require, require_files
+from dcal.data.layout import check_split_sizes, find_root, read_name_id_lines, require, require_files
 from dcal.data.records import NO_CAMERA, DatasetSplits, ReIDRecord
 from dcal.data.splits import relabel, summarize
 from dcal.errors import DatasetError
@@ -29,14 +29,8 @@ TEST_SIZES = {800: 6493, 1600: 13377, 2400: 19777}  # vehicles: images in the di
 
 def read_list(list_path: Path, images: Path) -> list[ReIDRecord]:
     """A record (vehicle id as written, ``NO_CAMERA``) per line of a VehicleID list."""
-    records = []
-    for number, line in read_numbered_lines(list_path, DATASET, LAYOUT):
-        fields = line.split()
-        try:
-            name, pid = fields[0], int(fields[1])
-        except (IndexError, ValueError):
-            raise malformed_line(DATASET, list_path, number, line, "<name> <vehicle id>") from None
-        records.append(ReIDRecord.as_written(str(images / f"{name}.jpg"), pid, NO_CAMERA))
+    records = [ReIDRecord.as_written(str(images / f"{name}.jpg"), pid, NO_CAMERA)
+               for _, _, name, pid in read_name_id_lines(list_path, DATASET, LAYOUT, "<name> <vehicle id>")]
     require_files([r.path for r in records], DATASET, list_path)
     return records
 
