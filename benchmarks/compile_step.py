@@ -1,7 +1,7 @@
 """``train.compile=true`` on the CPU: the demo's training step compiled by ``torch.compile`` against
 eager, side by side; prints JSON.
 
-The step is the trainer's (:class:`dcal.engine.trainer.TrainStep`: SA + GLCA + PWCA and the
+The step is the trainer's (:class:`dcal.engine.train_step.TrainStep`: SA + GLCA + PWCA and the
 uncertainty-weighted loss, backward, an AdamW step at the demo's lr and weight decay) on the
 synthetic FGVC demo's model and batch
 (``configs/demo/fgvc.yaml``: a 4-block ViT, 64², batch 32, one thread).  Both copies start from the

@@ -200,7 +200,7 @@ def train_step_part(cfg, device, out: dict) -> None:
 
 
 def compiled_step_part(cfg, device, out: dict) -> None:
-    """The trainer's step (:class:`dcal.engine.trainer.TrainStep`, DCAL) eager against ``torch.compile``
+    """The trainer's step (:class:`dcal.engine.train_step.TrainStep`, DCAL) eager against ``torch.compile``
     (``train.compile=true``): the first compiled step (compilation), median step times, their ratio."""
     amp = device.type == "cuda"
     backend = cfg["compile_backend"]

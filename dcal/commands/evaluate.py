@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from dcal.config import apply_overrides, load_config
     from dcal.engine import distributed
-    from dcal.engine.data_setup import extra_eval_data, load_splits, test_sets
+    from dcal.engine.data_setup import eval_datasets, extra_eval_data, load_splits
     from dcal.engine.evaluator import evaluate, evaluate_extra
     from dcal.engine.trained_model import load_trained
     from dcal.evaluation.paper_figures import paper_reference
@@ -52,7 +52,7 @@ def run(args) -> int:
             raise CheckpointError(f"{args.checkpoint} has {trained.num_classes} classes, "
                                   f"{config.data.dataset} at {config.data.root} has {splits.num_classes}")
         extra_sets = extra_eval_data(config, trained.num_classes)
-        metrics = {"epoch": trained.epoch, **evaluate(model, test_sets(config, splits), config, context),
+        metrics = {"epoch": trained.epoch, **evaluate(model, eval_datasets(config, splits), config, context),
                    **evaluate_extra(model, extra_sets, config, context)}
     except BaseException as error:
         if not context.distributed:

@@ -86,7 +86,7 @@ def build_eval_data(config: Config, split: str, splits: DatasetSplits | None = N
     return ImageDataset(splits.splits[split], eval_transform(config), skip_corrupt=False)
 
 
-def test_sets(config: Config, splits: DatasetSplits) -> dict:
+def eval_datasets(config: Config, splits: DatasetSplits) -> dict:
     """The test-time datasets of the evaluation splits, ``{split: dataset}`` (FGVC ``test``; Re-ID
     ``query`` and ``gallery``), as :func:`dcal.engine.evaluator.evaluate` takes them."""
     return {name: build_eval_data(config, name, splits) for name in eval_split_names(config, splits)}
@@ -171,7 +171,7 @@ def evaluation_sets(config: Config, splits, context: DistributedContext = Distri
     is an error before any training."""
     skipped = drop_unreadable_eval_images(config, splits, context)  # data.skip_corrupt: counted, not scored
     require_images(splits, eval_split_names(config, splits))
-    return EvaluationSets(test_sets(config, splits), validation_sets(config, splits),
+    return EvaluationSets(eval_datasets(config, splits), validation_sets(config, splits),
                           extra_eval_data(config, splits.num_classes), skipped)
 
 

@@ -1,12 +1,11 @@
 """A checkpoint made ready for inference: the model, its config, class names and test transform.
 
-``dcal eval``'s siblings — ``visualize``, ``predict``, ``extract``, ``search`` and ``export`` —
-start here:
+``dcal eval`` and its siblings — ``visualize``, ``predict``, ``extract``, ``search`` and
+``export`` — start here:
 
 - :func:`load_trained` rebuilds the model from a checkpoint alone (:func:`model_from_checkpoint`),
-  in eval mode (PWCA is not run at
-  inference), and checks that the checkpoint is of the task the command needs, naming the file
-  otherwise.
+  in eval mode (PWCA is not run at inference), and checks that the checkpoint is of the task the
+  command needs, naming the file otherwise.
 - :meth:`TrainedModel.branches` runs the model on PIL images and returns per image what the
   figures need: the inference scores, the rollout over the patch grid and GLCA's selection.
 
@@ -123,7 +122,8 @@ def model_from_checkpoint(checkpoint: dict, path="checkpoint", *, config: Config
 def load_trained(path, *, config: Optional[Config] = None, overrides: Sequence[str] = (), device: str = "auto",
                  task: Optional[str] = None, purpose: str = "this command", ema: bool | None = None) -> TrainedModel:
     """The model of checkpoint ``path`` in eval mode on ``device`` (its EMA weights when it has them,
-    or as ``ema`` says); with ``task``, a checkpoint of another task raises :class:`CheckpointError` naming it and ``purpose``.
+    or as ``ema`` says); with ``task``, a checkpoint of another task raises :class:`CheckpointError`
+    naming it and ``purpose``.
 
     ``config`` (optional) replaces the stored config and ``overrides`` (``key=value``) apply on top;
     the result must describe the same architecture (:func:`dcal.engine.checkpoint.check_compatible`),
