@@ -65,6 +65,7 @@ VALUE_RULES = (
     ("train.threads", lambda v: v >= 0, "0 (torch's default) or more"),
     ("train.eval_every", lambda v: v >= 1, "at least 1"),
     ("train.checkpoint_every", lambda v: v >= 0, "0 (per epoch only) or more"),
+    ("train.head_warmup_epochs", lambda v: v >= 0, "0 (off) or more"),
     ("train.log_every", lambda v: v >= 1, "at least 1"),
     ("model.glca_ratio", lambda v: 0 < v <= 1, "a share of the patch tokens in (0, 1] (or null: the paper's)"),
     ("model.pwca_blocks", lambda v: v >= 0, "0 (off) or more (or null: the paper's)"),

@@ -95,6 +95,7 @@ class TrainConfig:
     pwca_distractor: str = "random"  # PWCA's I2: random (any other image of the micro-batch) or other (another label only)
     sync_bn: bool = False  # Re-ID BNNecks as SyncBatchNorm under DDP on CUDA (NCCL)
     log_every: int = 10  # optimiser steps between loss/lr records in TensorBoard
+    head_warmup_epochs: int = 0  # first epochs train only the heads and loss weights on the frozen network (LP-FT); 0: off
     compile: bool = False  # torch.compile the training step (model and loss), as timm's --torchcompile; checkpoints stay plain
 
 

@@ -50,3 +50,22 @@ def test_gradient_clipping_bounds_every_update(tmp_path, root):
     assert steps > 0
     assert distance(clipped, still) <= steps * 1e-6 * 1.01
     assert distance(free, still) > 100 * steps * 1e-6
+
+
+def test_head_warmup_trains_the_heads_alone_then_everything(tmp_path, root):
+    """``train.head_warmup_epochs``: in those epochs the weights outside the heads stay exactly where
+    an lr-0 run (same seed, same initial weights) leaves them, under AdamW with weight decay and
+    momentum, while the heads and the loss weights move; after them, everything trains."""
+    adamw = ["optim.name=adamw", "optim.weight_decay=0.05", "train.warmup_epochs=0", "train.epochs=2"]
+    still = _train(tmp_path / "still", root, *adamw, "optim.lr=0.0", "train.warmup_lr=0.0", "train.min_lr=0.0")
+    warm = _train(tmp_path / "warm", root, *adamw, "optim.lr=1e-3", "train.head_warmup_epochs=2")
+    half = _train(tmp_path / "half", root, *adamw, "optim.lr=1e-3", "train.head_warmup_epochs=1")
+    heads = ("sa_head.", "glca_head.")
+    body = [k for k in still["model"] if not k.startswith(heads) and still["model"][k].is_floating_point()]
+    assert body and len(body) < len(still["model"])
+    assert all(torch.equal(warm["model"][k], still["model"][k]) for k in body)
+    for k in still["model"]:
+        if k.startswith(heads) and k.endswith("weight"):
+            assert not torch.equal(warm["model"][k], still["model"][k]), k
+    assert all(not torch.equal(warm["criterion"][k], still["criterion"][k]) for k in still["criterion"])
+    assert sum(not torch.equal(half["model"][k], still["model"][k]) for k in body) > len(body) // 2

@@ -4,7 +4,9 @@ The step runs ``train.accum_steps`` micro-batches through ``model.forward_branch
 with distractors drawn from the micro-batch by ``train.pwca_distractor`` and seeded per
 ``(seed, rank, step, micro-batch)``, PWCA — weighs the branch losses by uncertainty (Sec. 3.4; a
 single branch is its plain loss) and updates the weights: AMP, gradient clipping, the schedule,
-the EMA.  A loss that is not finite on any process stops the run (:class:`~dcal.errors.TrainingDiverged`).
+the EMA.  In the first ``train.head_warmup_epochs`` epochs only the heads (classifiers, BNNecks) and
+the loss weights are updated: the rest has no gradient, so the optimiser leaves it as it is
+(no step, no weight decay, no momentum) — a linear probe on frozen features before fine-tuning.  A loss that is not finite on any process stops the run (:class:`~dcal.errors.TrainingDiverged`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ def optimiser_step(run, batches, steps: int) -> StepResult:
             + (f"The last checkpoint, from before it, is {run.last_path} (optimiser step {run.saved_step})"
                if run.saved_step is not None else "No checkpoint was written yet")
         )
+    if state.epoch < t.head_warmup_epochs:  # the heads' warm start: everything else keeps its weights
+        for p in run.body:
+            p.grad = None
     if t.clip_grad is not None:
         parts.scaler.unscale_(parts.optimizer)
         torch.nn.utils.clip_grad_norm_(run.trainable, t.clip_grad)

@@ -38,6 +38,15 @@ from dcal.engine.train_state import (TrainingParts, TrainState, inference_weight
                                      training_checkpoint)
 from dcal.engine.train_step import EpochTally, TrainStep, optimiser_step
 from dcal.evaluation.report import format_metrics
+from dcal.model.heads import BNNeckHead, LinearHead
+
+
+def body_parameters(model: torch.nn.Module) -> list:
+    """The parameters of ``model`` outside its heads (:class:`~dcal.model.heads.LinearHead`,
+    :class:`~dcal.model.heads.BNNeckHead`): the backbone, GLCA and the norms."""
+    heads = {id(p) for module in model.modules() if isinstance(module, (LinearHead, BNNeckHead))
+             for p in module.parameters()}
+    return [p for p in model.parameters() if id(p) not in heads]
 
 
 class TrainingRun:
@@ -58,6 +67,7 @@ class TrainingRun:
         self.parts = self._build_parts(checkpoint)
         step_module = TrainStep(self.parts.model, self.parts.criterion)
         self.trainable = [p for p in step_module.parameters() if p.requires_grad]
+        self.body = body_parameters(self.parts.model)  # frozen while train.head_warmup_epochs last
         self.forward = self._wrapped(step_module)
         if checkpoint and process_rng(checkpoint, context.rank, context.world_size) is not None:
             set_rng_state(process_rng(checkpoint, context.rank, context.world_size))
