@@ -65,17 +65,16 @@ def run(args) -> int:
 
 def print_results(metrics: dict, reference, extra_sets: dict, task: str, as_json: bool) -> None:
     """The metrics and the paper's figures: one JSON object, or lines (one per extra test set)."""
-    from dcal.engine.evaluator import unprefixed
     from dcal.evaluation.paper_figures import format_reference
-    from dcal.evaluation.report import format_metrics
+    from dcal.evaluation.report import extra_set_lines, format_metrics
 
     if as_json:
         emit({**metrics, "paper": reference})
         return
     print(format_metrics(task, metrics), flush=True)
     print(format_reference(task, reference), flush=True)
-    for name in extra_sets:
-        print(f"  {name}: " + format_metrics(task, unprefixed(metrics, name)), flush=True)
+    for line in extra_set_lines(task, metrics, extra_sets):
+        print(line, flush=True)
 
 
 def _on_dataset(config, dataset: str, root: str, checkpoint, task: str):

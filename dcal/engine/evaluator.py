@@ -221,8 +221,3 @@ def evaluate_extra(model, extra_sets: dict, config: Config, context: Distributed
     :func:`dcal.engine.data_setup.extra_eval_data`), its keys prefixed ``<name>/`` (``dukemtmc/mAP``)."""
     return {f"{name}/{key}": value for name, sets in extra_sets.items()
             for key, value in evaluate(model, sets, config, context).items()}
-
-
-def unprefixed(metrics: dict, name: str) -> dict:
-    """The metrics of the extra test set ``name`` under their plain keys (``dukemtmc/mAP`` → ``mAP``)."""
-    return {key[len(name) + 1:]: value for key, value in metrics.items() if key.startswith(f"{name}/")}

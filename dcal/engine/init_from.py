@@ -31,7 +31,7 @@ import torch
 from dcal.engine.checkpoint import read_checkpoint
 from dcal.engine.train_state import inference_weights
 from dcal.errors import CheckpointError
-from dcal.model.heads import BNNeckHead, LinearHead
+from dcal.model.heads import head_prefixes
 from dcal.model.weight_dtypes import fit_dtypes, key_names
 
 POS_EMBED_KEY = "backbone.pos_embed"
@@ -90,7 +90,7 @@ def init_from(model: torch.nn.Module, path) -> InitReport:
     path = Path(path)
     state, file_config, source = read_trained_weights(path)
     target = model.state_dict()
-    heads = tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, (LinearHead, BNNeckHead)))
+    heads = head_prefixes(model)
     report = InitReport(path, source)
     state, report.converted = fit_dtypes(target, state, f"model.init_from: {path}")
     fitting, problems = {}, []

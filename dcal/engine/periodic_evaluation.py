@@ -9,9 +9,9 @@ from __future__ import annotations
 from dcal.config import Config
 from dcal.engine.data_setup import EvaluationSets
 from dcal.engine.distributed import DistributedContext
-from dcal.engine.evaluator import evaluate, evaluate_extra, unprefixed
+from dcal.engine.evaluator import evaluate, evaluate_extra
 from dcal.errors import DCALError, EvaluationFailed, TrainingInterrupted
-from dcal.evaluation.report import format_metrics
+from dcal.evaluation.report import extra_set_lines, format_metrics
 
 
 def evaluate_after_epoch(model, eval_sets: dict, config: Config, context: DistributedContext, epoch: int, resume_hint: str) -> dict:
@@ -53,7 +53,7 @@ def print_record(record: dict, sets: EvaluationSets, config: Config, validation:
     if config.data.skip_corrupt:
         print(f"  {record['skipped_images']} unreadable evaluation images skipped ("
               + ", ".join(f"{name} {len(paths)}" for name, paths in sets.skipped.items()) + ")", flush=True)
-    for name in sets.extra:
-        print(f"  {name}: " + format_metrics(config.task, unprefixed(record, name)), flush=True)
+    for line in extra_set_lines(config.task, record, sets.extra):
+        print(line, flush=True)
     if validation:
         print("  validation: " + format_metrics(config.task, validation), flush=True)

@@ -38,15 +38,14 @@ from dcal.engine.train_state import (TrainingParts, TrainState, inference_weight
                                      training_checkpoint)
 from dcal.engine.train_step import EpochTally, TrainStep, optimiser_step
 from dcal.evaluation.report import format_metrics
-from dcal.model.heads import BNNeckHead, LinearHead
+from dcal.model.heads import head_prefixes
 
 
 def body_parameters(model: torch.nn.Module) -> list:
-    """The parameters of ``model`` outside its heads (:class:`~dcal.model.heads.LinearHead`,
-    :class:`~dcal.model.heads.BNNeckHead`): the backbone, GLCA and the norms."""
-    heads = {id(p) for module in model.modules() if isinstance(module, (LinearHead, BNNeckHead))
-             for p in module.parameters()}
-    return [p for p in model.parameters() if id(p) not in heads]
+    """The parameters of ``model`` outside its heads (:func:`~dcal.model.heads.head_prefixes`): the
+    backbone, GLCA and the norms."""
+    heads = head_prefixes(model)
+    return [p for name, p in model.named_parameters() if not name.startswith(heads)]
 
 
 class TrainingRun:
@@ -69,11 +68,11 @@ class TrainingRun:
         self.trainable = [p for p in step_module.parameters() if p.requires_grad]
         self.body = body_parameters(self.parts.model)  # frozen while train.head_warmup_epochs last
         self.forward = self._wrapped(step_module)
-        if checkpoint and process_rng(checkpoint, context.rank, context.world_size) is not None:
-            set_rng_state(process_rng(checkpoint, context.rank, context.world_size))
+        rng = process_rng(checkpoint, context.rank, context.world_size) if checkpoint else None
+        if rng is not None:
+            set_rng_state(rng)
         self.log = RunLog(run_dir, enabled=context.is_main, keep_records=self.state.records,
                           purge_step=self.state.global_step if checkpoint else None)
-        self.state.records = self.log.records
         if context.is_main:
             self._record_start(checkpoint)
 
@@ -135,18 +134,21 @@ class TrainingRun:
         where = f"{self.last_path} (optimiser step {self.saved_step})" if self.saved_step is not None else "no checkpoint yet"
         return f"interrupted by {signal_name(signum)}; the run folder's last checkpoint is {where}; resume with: {self.resume_hint}"
 
-    def save(self, path: Path) -> None:
-        """Write the checkpoint of this moment to ``path`` (collective: every rank sends its random state)."""
+    def save(self, *paths: Path) -> None:
+        """Write the checkpoint of this moment to each of ``paths`` (collective: every rank sends its
+        random state); the records it counts are the lines of ``metrics.jsonl`` written so far."""
         identity = {"config": self.config.to_dict(), "task": self.config.task, "num_classes": self.splits.num_classes,
                     "class_names": self.splits.class_names}
+        self.state.records = self.log.records
         checkpoint = training_checkpoint(self.parts, self.state, identity, all_gather_objects(rng_state(), self.context))
-        if self.context.is_main:
-            ckpt.save_checkpoint(checkpoint, path)
-            if self.config.train.save_safetensors:
-                ckpt.save_safetensors(inference_weights(checkpoint)[0], path.with_suffix(".safetensors"),
-                                      {key: identity[key] for key in ("config", "num_classes", "class_names")})
-        if path == self.last_path:
-            self.saved_step = self.state.global_step
+        for path in paths:
+            if self.context.is_main:
+                ckpt.save_checkpoint(checkpoint, path)
+                if self.config.train.save_safetensors:
+                    ckpt.save_safetensors(inference_weights(checkpoint)[0], path.with_suffix(".safetensors"),
+                                          {key: identity[key] for key in ("config", "num_classes", "class_names")})
+            if path == self.last_path:
+                self.saved_step = self.state.global_step
 
     def train_epoch(self, stop: StopSignals) -> None:
         """The epoch's optimiser steps from where it stands; then the next epoch's start is saved, so
@@ -201,11 +203,8 @@ class TrainingRun:
                                     self.config, self.context, state.epoch, state.global_step, self.resume_hint)
         record.update(parts.criterion.weight_values())  # w_b of a multi-branch run, as trained so far
         self.log.record(state.global_step, record)
-        state.records = self.log.records
         improved = state.evaluated(record, selection_metric(self.config))
-        self.save(self.last_path)
-        if improved:
-            self.save(self.best_path)
+        self.save(self.last_path, *((self.best_path,) if improved else ()))
 
     def finish(self) -> None:
         """Stop the loader's workers and close the records; the main process writes and prints the run's summary."""

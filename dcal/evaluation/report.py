@@ -32,3 +32,11 @@ def format_metrics(task: str, metrics: dict) -> str:
     if metrics.get("gallery_exclusion") == QUERY_IMAGE:
         line += f"  [{NO_CAMERA_NOTE}]"
     return line
+
+
+def extra_set_lines(task: str, metrics: dict, names) -> list[str]:
+    """One indented line per extra test set of ``eval.datasets`` in ``names``, from its metrics under
+    the ``<name>/`` prefix (``dukemtmc/mAP``) with which they sit beside the main test set's."""
+    return [f"  {name}: " + format_metrics(task, {key[len(name) + 1:]: value for key, value in metrics.items()
+                                                  if key.startswith(f"{name}/")})
+            for name in names]

@@ -49,3 +49,9 @@ class BNNeckHead(nn.Module):
         else:
             bn_feat = self.bn(feat)
         return {"feat": feat, "bn_feat": bn_feat, "logits": self.classifier(bn_feat)}
+
+
+def head_prefixes(model: nn.Module) -> tuple:
+    """The state-dict key prefixes (``"sa_head."``, ...) of ``model``'s heads: what differs between
+    two models of one architecture trained on other classes or identities."""
+    return tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, (LinearHead, BNNeckHead)))
